@@ -1,0 +1,1 @@
+"""Domain rules and SQL: permissions, sessions, the ledger, idempotency. Query functions take the connection."""
