@@ -1,0 +1,27 @@
+# The README's two commands: `make serve` and `make test` (extra pytest/serve arguments: make test ARGS="-k ledger").
+# Both build what they need first: the virtualenv (again whenever pyproject.toml changes) and, once the project has
+# a package.json (anvil for the Ethereum tests), node_modules.
+
+PYTHON ?= python3
+VENV := .venv
+ARGS ?=
+
+VENV_READY := $(VENV)/.installed
+NODE_READY := $(if $(wildcard package.json),node_modules/.installed)
+
+.PHONY: serve test
+
+serve: $(VENV_READY)
+	$(VENV)/bin/paygo serve $(ARGS)
+
+test: $(VENV_READY) $(NODE_READY)
+	$(VENV)/bin/pytest -q $(ARGS)
+
+$(VENV_READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json $(wildcard package-lock.json)
+	npm install --no-audit --no-fund
+	touch $@

@@ -1,0 +1,321 @@
+"""Local PostgreSQL and Redis for `paygo serve` (when DATABASE_URL / REDIS_URL are unset) and for the tests.
+
+`find_or_start_postgres` and `find_or_start_redis` first use the machine's own server on its standard port. Only when
+none answers do they start a private server on a free port of 127.0.0.1, with its files under `state_dir`; `stop()`
+stops it again, and a server started here never outlives its parent: the kernel signals it when the thread that
+started it exits (Linux parent-death signal), so even a killed test run leaves nothing behind.
+
+PostgreSQL refuses to run as root, so as root the private server and its `initdb` run as the `postgres` user and its
+directory is handed to that user; `state_dir` and its parents must then be searchable by `postgres`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import asyncpg
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+# The machine's own servers: PostgreSQL over TCP, then over Debian's default unix socket (user postgres, trust auth).
+LOCAL_POSTGRES_DSNS = (
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    "postgresql://postgres@/postgres?host=/var/run/postgresql",
+)
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+_PROBE_TIMEOUT = 2.0  # seconds an existing server gets to answer
+_START_TIMEOUT = 30.0  # seconds a private server gets to accept connections
+_STOP_TIMEOUT = 30.0  # seconds a private server gets to exit before it is killed
+_POSTGRES_USER = "postgres"
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child must not load libraries
+
+
+class EmbeddedServiceError(RuntimeError):
+    """A private server could not be started."""
+
+
+@dataclass(kw_only=True)
+class _LocalServer:
+    process: subprocess.Popen[bytes] | None = None  # the private server started here; None for the machine's own
+    _stop_signal: ClassVar[signal.Signals]
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    async def stop(self) -> None:
+        """Stops the server if it was started here and waits until it has exited; leaves the machine's own alone."""
+        if self.process is not None:
+            await _stop_process(self.process, self._stop_signal)
+
+
+@dataclass(kw_only=True)
+class EmbeddedPostgres(_LocalServer):
+    dsn: str
+    _stop_signal = signal.SIGINT  # "fast shutdown": ends open sessions instead of waiting for them
+
+
+@dataclass(kw_only=True)
+class EmbeddedRedis(_LocalServer):
+    url: str
+    _stop_signal = signal.SIGTERM
+
+
+async def find_or_start_postgres(state_dir: Path, database: str) -> EmbeddedPostgres:
+    """Returns a server with `database` in it (created if missing): the machine's own, else a private one."""
+    for server_dsn in LOCAL_POSTGRES_DSNS:
+        if await _postgres_answers(server_dsn):
+            await create_database(server_dsn, database, exist_ok=True)
+            return EmbeddedPostgres(dsn=dsn_for_database(server_dsn, database))
+    return await start_private_postgres(state_dir, database)
+
+
+async def start_private_postgres(state_dir: Path, database: str) -> EmbeddedPostgres:
+    """Starts a PostgreSQL server of our own on a free port, its cluster under `state_dir/pg` (made on first use)."""
+    bin_dir = postgres_bin_dir()
+    pg_dir = state_dir.resolve() / "pg"
+    data_dir = pg_dir / "data"
+    socket_dir = pg_dir / "run"
+    socket_dir.mkdir(parents=True, exist_ok=True)
+    as_postgres_user = _postgres_user_options()
+    if as_postgres_user:
+        for directory in (pg_dir, socket_dir):
+            shutil.chown(directory, _POSTGRES_USER, _POSTGRES_USER)
+    if not (data_dir / "PG_VERSION").exists():
+        await _initdb(bin_dir, data_dir, as_postgres_user)
+
+    port = _free_port()
+    log_path = pg_dir / "postgres.log"
+    command = [
+        str(bin_dir / "postgres"),
+        *("-D", str(data_dir), "-k", str(socket_dir), "-p", str(port)),
+        *("-c", "listen_addresses=127.0.0.1"),
+    ]
+    process = _spawn(command, log_path, pg_dir, EmbeddedPostgres._stop_signal, as_postgres_user)
+    server_dsn = f"postgresql://{_POSTGRES_USER}@127.0.0.1:{port}/postgres"
+    server = EmbeddedPostgres(dsn=dsn_for_database(server_dsn, database), process=process)
+    try:
+        await _wait_until_ready(functools.partial(_postgres_answers, server_dsn), process, log_path, "PostgreSQL")
+        await create_database(server_dsn, database, exist_ok=True)
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+async def find_or_start_redis(state_dir: Path) -> EmbeddedRedis | None:
+    """Returns the machine's Redis, else a private one, else None when `redis-server` is not installed."""
+    if await _redis_answers(LOCAL_REDIS_URL):
+        return EmbeddedRedis(url=LOCAL_REDIS_URL)
+    if shutil.which("redis-server") is None:
+        return None
+    return await start_private_redis(state_dir)
+
+
+async def start_private_redis(state_dir: Path) -> EmbeddedRedis:
+    """Starts a Redis server of our own on a free port that keeps nothing on disk."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise EmbeddedServiceError("redis-server is not installed (Debian: apt-get install redis-server)")
+    redis_dir = state_dir.resolve() / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log_path = redis_dir / "redis.log"
+    command = [
+        redis_server,
+        *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(redis_dir)),
+        *("--save", "", "--appendonly", "no"),
+    ]
+    process = _spawn(command, log_path, redis_dir, EmbeddedRedis._stop_signal, {})
+    url = f"redis://127.0.0.1:{port}/0"
+    server = EmbeddedRedis(url=url, process=process)
+    try:
+        await _wait_until_ready(functools.partial(_redis_answers, url), process, log_path, "Redis")
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+def dsn_for_database(dsn: str, database: str) -> str:
+    """The same server and user as `dsn`, connected to `database`."""
+    return urlsplit(dsn)._replace(path="/" + quote(database, safe="")).geturl()
+
+
+async def create_database(server_dsn: str, name: str, *, template: str | None = None, exist_ok: bool = False) -> None:
+    """Creates database `name` on the server of `server_dsn`, as a copy of `template` when one is given."""
+    statement = f"CREATE DATABASE {_quote_identifier(name)}"
+    if template is not None:
+        statement += f" TEMPLATE {_quote_identifier(template)}"
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(statement)
+    except asyncpg.DuplicateDatabaseError:
+        if not exist_ok:
+            raise
+    finally:
+        await conn.close()
+
+
+async def drop_database(server_dsn: str, name: str) -> None:
+    """Drops database `name` if it exists, ending the sessions still connected to it."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {_quote_identifier(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def postgres_bin_dir() -> Path:
+    """Where `initdb` and `postgres` are: Debian's newest /usr/lib/postgresql/<version>/bin, `pg_config --bindir`,
+    or the PATH."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_of_bin_dir, reverse=True)
+    if pg_config := shutil.which("pg_config"):
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+        if bindir:
+            candidates.append(Path(bindir))
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).parent)
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
+            return candidate
+    raise EmbeddedServiceError(
+        "no PostgreSQL server binaries (initdb, postgres) found: install Debian's postgresql package, "
+        "or point DATABASE_URL (TEST_DATABASE_URL for the tests) at a running server"
+    )
+
+
+def _version_of_bin_dir(bin_dir: Path) -> tuple[int, ...]:
+    """(15,) for /usr/lib/postgresql/15/bin, so that 16 sorts after 9.6."""
+    parts = bin_dir.parent.name.split(".")
+    return tuple(int(part) for part in parts) if all(part.isdigit() for part in parts) else (-1,)
+
+
+def _postgres_user_options() -> dict[str, Any]:
+    """Popen options that run a command as the `postgres` user when we are root (PostgreSQL refuses root);
+    none otherwise. Unlike `runuser`, this leaves no process in between, so signals reach the server itself."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(_POSTGRES_USER)
+    except KeyError:
+        raise EmbeddedServiceError(
+            f"running as root, and PostgreSQL must run as the {_POSTGRES_USER!r} user, which does not exist"
+        ) from None
+    return {"user": _POSTGRES_USER, "group": _POSTGRES_USER, "extra_groups": []}
+
+
+async def _initdb(bin_dir: Path, data_dir: Path, run_options: dict[str, Any]) -> None:
+    """Creates the cluster in a staging directory and renames it into place, so a cut-short run leaves no half
+    cluster behind."""
+    staging_dir = data_dir.with_name(data_dir.name + ".initdb")
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    command = [
+        str(bin_dir / "initdb"),
+        *("-D", str(staging_dir), "--username", _POSTGRES_USER, "--auth", "trust"),
+        *("--encoding", "UTF8", "--locale", "C"),
+    ]
+    result = await asyncio.to_thread(
+        subprocess.run, command, cwd=data_dir.parent, capture_output=True, text=True, check=False, **run_options
+    )
+    if result.returncode != 0:
+        hint = f" (it runs as {_POSTGRES_USER!r}, who must be able to reach {data_dir.parent})" if run_options else ""
+        raise EmbeddedServiceError(
+            f"initdb failed with status {result.returncode}{hint}:\n{result.stdout}{result.stderr}"
+        )
+    staging_dir.rename(data_dir)
+
+
+def _spawn(
+    command: list[str], log_path: Path, cwd: Path, death_signal: signal.Signals, run_options: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    """Starts a server in its own session (a terminal's Ctrl-C goes to us, and we stop it) with its output in
+    `log_path`; the kernel sends it `death_signal` when the thread that started it exits."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=functools.partial(_libc.prctl, _PR_SET_PDEATHSIG, death_signal),
+            **run_options,
+        )
+
+
+async def _wait_until_ready(
+    answers: Callable[[], Awaitable[bool]], process: subprocess.Popen[bytes], log_path: Path, name: str
+) -> None:
+    """Polls until the server answers; fails early, with the end of its log, when it exits instead."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _START_TIMEOUT
+    while not await answers():
+        if process.poll() is not None:
+            log_tail = log_path.read_text(errors="replace")[-2000:]
+            raise EmbeddedServiceError(f"{name} exited with status {process.returncode}; {log_path}:\n{log_tail}")
+        if loop.time() > deadline:
+            raise EmbeddedServiceError(
+                f"{name} did not accept connections within {_START_TIMEOUT:.0f} s; see {log_path}"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+    try:
+        await asyncio.to_thread(process.wait, _STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        await asyncio.to_thread(process.wait)
+
+
+async def _postgres_answers(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=_PROBE_TIMEOUT)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=_PROBE_TIMEOUT, socket_timeout=_PROBE_TIMEOUT, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+def _free_port() -> int:
+    """A port of 127.0.0.1 that is free now (the kernel picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
