@@ -1,0 +1,358 @@
+"""The Zcash funding source: per-payment shielded addresses from a zcashd or Zallet wallet, payments read back by
+address with their confirmations.
+
+Two deployments are supported (shared/reference/zcash-ethereum-rpc.md §1-2):
+- zcashd (or a zcashd wallet sidecar behind zebrad): one RPC endpoint for wallet and chain; payments are read per
+  address with `z_listreceivedbyaddress`;
+- Zallet with zebrad: wallet calls go to Zallet (accounts are UUIDs; no `z_listreceivedbyaddress`), chain calls to
+  zebrad (`node_url`). Payments come from `z_listunspent`, which Zallet filters per account only, so rows are
+  matched on their `address`. It lists *unspent* outputs: a payment swept out of the wallet before it is recorded
+  is no longer seen.
+
+Each payment target gets a fresh Sapling-only unified address (`z_getaddressforaccount [account, ["sapling"]]`).
+Amounts are read from the integer `*Zat` fields only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from billing.errors import InvalidAddress, ServiceUnavailable
+from chains.base import FundingInstructions, FundingRequest, Payment, PaymentTarget, SourceStatus
+from chains.jsonrpc import JsonRpcClient, RpcAuthError, RpcError, RpcFailure, RpcUnavailable
+from chains.zcash_address import (
+    ZcashAddress,
+    ZcashNetwork,
+    encode_sapling,
+    encode_unified,
+    validate_address,
+)
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE_CODE = "zcash_node_unavailable"
+RETRY_AFTER_UNAVAILABLE = 5
+RETRY_AFTER_MISCONFIGURED = 60
+MAX_CONFIRMATIONS = 9_999_999
+# Receiver types of per-payment addresses. Shielded-only: Zallet hands out transparent receivers from a gap window
+# of 10 unused addresses (then -4), and a zcashd sidecar behind zebrad cannot use Orchard from NU6.3 on, so no p2pkh
+# and no Orchard receiver.
+PAYMENT_RECEIVER_TYPES = ["sapling"]
+NEW_ACCOUNT_NAME = "paygo"
+SYNCED_PROGRESS = Decimal("0.9999")  # verificationprogress at or above this counts as synced (zebrad has no IBD flag)
+
+
+class ZcashFundingSource:
+    """`FundingSource` for ZEC. `account` is a zcashd account number, a Zallet account UUID, or a unified address
+    of the account; None uses the wallet's first account (creating one if it has none). `personality` "auto"
+    asks `getwalletstatus`, which only Zallet has. `node_url` is zebrad's URL for Zallet; zcashd serves both."""
+
+    name = "zcash"
+
+    def __init__(
+        self,
+        *,
+        wallet_url: str,
+        node_url: str | None = None,
+        user: str | None,
+        password: str | None,
+        network: ZcashNetwork,
+        min_confirmations: int,
+        account: str | None = None,
+        personality: str = "auto",
+        timeout: float = 10.0,
+        retry_backoff: float = 0.2,
+    ) -> None:
+        if personality not in ("auto", "zcashd", "zallet"):
+            raise ValueError(f"personality must be auto, zcashd or zallet, not {personality!r}")
+        self.network = network
+        self.min_confirmations = min_confirmations
+        self._configured_account = account
+        self._personality = None if personality == "auto" else personality
+        client_options: dict[str, Any] = {
+            "user": user, "password": password, "timeout": timeout, "retry_backoff": retry_backoff
+        }
+        self._wallet = JsonRpcClient(wallet_url, **client_options)
+        self._node = (
+            JsonRpcClient(node_url, **client_options)
+            if node_url is not None and node_url != wallet_url
+            else self._wallet
+        )
+        self._has_node_url = node_url is not None
+        self._account_param: int | str | None = None  # what z_getaddressforaccount takes
+        self._account_uuid: str | None = None  # Zallet: to keep only this account's z_listunspent rows
+        self._setup_lock = asyncio.Lock()
+
+    # --- FundingSource ---------------------------------------------------------------------------------------
+
+    def validate_address(self, address: str) -> str:
+        return validate_address(address.strip(), self.network).text
+
+    async def prepare_funding(self, request: FundingRequest) -> FundingInstructions:
+        account = await self._account()
+        try:
+            result = await self._wallet.call("z_getaddressforaccount", account, PAYMENT_RECEIVER_TYPES)
+        except RpcFailure as error:
+            raise _service_error("z_getaddressforaccount", error) from error
+        return FundingInstructions(payment_address=result["address"], locator=str(result["diversifier_index"]))
+
+    async def find_payments(self, targets: Sequence[PaymentTarget]) -> dict[str, list[Payment]]:
+        found: dict[str, list[Payment]] = {target.key: [] for target in targets}
+        with_address = [target for target in targets if target.payment_address]
+        if not with_address:
+            return found
+        try:
+            if await self._detect_personality() == "zallet":
+                await self._find_with_zallet(with_address, found)
+            else:
+                await self._find_with_zcashd(with_address, found)
+        except RpcFailure as error:
+            raise _service_error("finding payments", error) from error
+        return found
+
+    async def status(self) -> SourceStatus:
+        try:
+            personality = await self._detect_personality()
+            info = await self._node.call("getblockchaininfo")
+            tip_hash = info["bestblockhash"]
+            header = await self._node.call("getblockheader", tip_hash, True)
+            synced = _chain_synced(info)
+            detail = personality
+            if personality == "zallet":
+                wallet_status = await self._wallet.call("getwalletstatus")
+                wallet_synced = _wallet_synced(wallet_status)
+                synced = synced and wallet_synced
+                if not wallet_synced:
+                    detail = "zallet: wallet still syncing"
+        except (RpcFailure, ServiceUnavailable, KeyError, TypeError, ValueError) as error:
+            return SourceStatus(name=self.name, reachable=False, detail=str(error))
+        return SourceStatus(
+            name=self.name,
+            reachable=True,
+            height=info["blocks"],
+            tip_hash=tip_hash,
+            synced=synced,
+            tip_age_seconds=max(int(time.time()) - int(header["time"]), 0),
+            detail=detail,
+        )
+
+    async def close(self) -> None:
+        await self._wallet.close()
+        if self._node is not self._wallet:
+            await self._node.close()
+
+    # --- balance -----------------------------------------------------------------------------------------------
+
+    async def transparent_balance(self, address: str) -> int | None:
+        """Confirmed zatoshis on the address's transparent receiver, from the chain node's address index (0 for
+        a shielded-only address). None when the node says its address index is disabled (zcashd without
+        -insightexplorer)."""
+        transparent = validate_address(address.strip(), self.network).transparent_receiver()
+        if transparent is None:
+            return 0
+        try:
+            result = await self._node.call("getaddressbalance", {"addresses": [transparent]})
+        except RpcError as error:
+            if error.code == -1 and "disabled" in error.message:
+                return None
+            raise _service_error("getaddressbalance", error) from error
+        except RpcFailure as error:
+            raise _service_error("getaddressbalance", error) from error
+        return _zat(result, "balance")
+
+    # --- internals -----------------------------------------------------------------------------------------
+
+    async def _detect_personality(self) -> str:
+        if self._personality is None:
+            async with self._setup_lock:
+                if self._personality is None:
+                    try:
+                        await self._wallet.call("getwalletstatus")
+                        self._personality = "zallet"
+                    except RpcError as error:
+                        if error.code != -32601:
+                            raise _service_error("getwalletstatus", error) from error
+                        self._personality = "zcashd"
+                    except RpcFailure as error:
+                        raise _service_error("getwalletstatus", error) from error
+        if self._personality == "zallet" and not self._has_node_url:
+            raise ServiceUnavailable(
+                "Zallet has no chain methods: the operator must configure the zebrad RPC URL (node_url)",
+                code=UNAVAILABLE_CODE,
+                retry_after=RETRY_AFTER_MISCONFIGURED,
+            )
+        return self._personality
+
+    async def _account(self) -> int | str:
+        """The account parameter for z_getaddressforaccount, resolved once from the configuration."""
+        personality = await self._detect_personality()
+        async with self._setup_lock:
+            if self._account_param is None:
+                try:
+                    self._account_param, self._account_uuid = await self._resolve_account(personality)
+                except RpcFailure as error:
+                    raise _service_error("resolving the wallet account", error) from error
+            return self._account_param
+
+    async def _resolve_account(self, personality: str) -> tuple[int | str, str | None]:
+        configured = (self._configured_account or "").strip() or None
+        if configured is not None and configured.isdigit() and personality == "zcashd":
+            return int(configured), None
+        if configured is not None and _is_uuid(configured):
+            return str(uuid.UUID(configured)), str(uuid.UUID(configured))
+        accounts = await self._wallet.call("z_listaccounts")
+        if configured is not None:  # a Zallet ZIP 32 account index, or a unified address of the account
+            for account in accounts:
+                addresses = account.get("addresses") or []
+                if account.get("account") == _int_or_none(configured) or any(
+                    entry.get("ua") == configured.lower() for entry in addresses
+                ):
+                    return _account_key(account, personality), account.get("account_uuid")
+            raise ServiceUnavailable(
+                "the configured Zcash account is not in the wallet: the operator must fix the account setting",
+                code=UNAVAILABLE_CODE,
+                retry_after=RETRY_AFTER_MISCONFIGURED,
+            )
+        if accounts:
+            return _account_key(accounts[0], personality), accounts[0].get("account_uuid")
+        if personality == "zcashd":
+            created = await self._wallet.call("z_getnewaccount")
+            return created["account"], None
+        created = await self._wallet.call("z_getnewaccount", NEW_ACCOUNT_NAME)
+        return created["account_uuid"], created["account_uuid"]
+
+    async def _find_with_zcashd(self, targets: list[PaymentTarget], found: dict[str, list[Payment]]) -> None:
+        # minconf 0 so that mempool payments are seen (with 0 confirmations)
+        addresses = list(dict.fromkeys(target.payment_address for target in targets if target.payment_address))
+        replies = await self._wallet.batch([("z_listreceivedbyaddress", [address, 0]) for address in addresses])
+        rows_by_address: dict[str, list[dict[str, Any]]] = {}
+        for address, reply in zip(addresses, replies, strict=True):
+            if isinstance(reply, RpcError):
+                logger.error("z_listreceivedbyaddress %s failed: %s", address, reply)
+                continue
+            rows_by_address[address] = reply
+        for target in targets:
+            found[target.key] = [
+                _payment(row, amount_key="amountZat", block_height=row.get("blockheight") or None)
+                for row in rows_by_address.get(target.payment_address or "", [])
+            ]
+
+    async def _find_with_zallet(self, targets: list[PaymentTarget], found: dict[str, list[Payment]]) -> None:
+        await self._account()
+        unspent, wallet_status = await self._wallet.batch(
+            [("z_listunspent", [0, MAX_CONFIRMATIONS, True]), ("getwalletstatus", [])]
+        )
+        for reply in (unspent, wallet_status):
+            if isinstance(reply, RpcError):
+                raise reply
+        wallet_tip = (wallet_status.get("wallet_tip") or {}).get("height")
+        rows = [row for row in unspent if row.get("account_uuid") == self._account_uuid]
+        for target in targets:
+            received_at = self._receiver_encodings(target.payment_address or "")
+            found[target.key] = [
+                _payment(row, amount_key="valueZat", block_height=_mined_height(wallet_tip, row["confirmations"]))
+                for row in rows
+                if row.get("address") in received_at
+            ]
+
+    def _receiver_encodings(self, address: str) -> set[str]:
+        """How Zallet's z_listunspent names an output received at `address`: a Sapling address for a Sapling
+        note, an Orchard-only unified address for an Orchard note, the t-address for a transparent output."""
+        try:
+            decoded: ZcashAddress = validate_address(address, self.network)
+        except InvalidAddress:
+            return set()
+        encodings = {decoded.text}
+        if "sapling" in decoded.receivers:
+            encodings.add(encode_sapling(self.network, decoded.receivers["sapling"]))
+        if "orchard" in decoded.receivers:
+            encodings.add(encode_unified(self.network, {"orchard": decoded.receivers["orchard"]}))
+        transparent = decoded.transparent_receiver()
+        if transparent is not None:
+            encodings.add(transparent)
+        return encodings
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _account_key(account: dict[str, Any], personality: str) -> int | str:
+    return account["account"] if personality == "zcashd" else account["account_uuid"]
+
+
+def _zat(row: dict[str, Any], key: str) -> int:
+    """An integer zatoshi field. The ZEC-denominated twin (`amount`, `value`) is never read."""
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RpcUnavailable(f"{key} is not an integer number of zatoshis: {value!r}")
+    return value
+
+
+def _mined_height(tip: int | None, confirmations: int) -> int | None:
+    return tip - confirmations + 1 if tip is not None and confirmations > 0 else None
+
+
+def _payment(row: dict[str, Any], *, amount_key: str, block_height: int | None) -> Payment:
+    confirmations = int(row["confirmations"])
+    return Payment(
+        txid=row["txid"],
+        output_index=int(row["outindex"]),
+        amount_units=_zat(row, amount_key),
+        confirmations=confirmations,
+        block_height=block_height if confirmations > 0 else None,
+        memo=row.get("memoStr"),
+    )
+
+
+def _chain_synced(info: dict[str, Any]) -> bool:
+    if "initial_block_download_complete" in info:
+        return bool(info["initial_block_download_complete"])
+    return info.get("verificationprogress", 0) >= SYNCED_PROGRESS
+
+
+def _wallet_synced(wallet_status: dict[str, Any]) -> bool:
+    """Zallet's wallet is synced when it has reached the node's tip and reports no sync work left."""
+    wallet_tip = wallet_status.get("wallet_tip")
+    node_tip = wallet_status.get("node_tip") or {}
+    return (
+        wallet_tip is not None
+        and wallet_tip.get("height") == node_tip.get("height")
+        and "sync_work_remaining" not in wallet_status
+    )
+
+
+def _service_error(doing: str, error: Exception) -> ServiceUnavailable:
+    """Node failures as the client-facing error. Messages never carry credentials."""
+    if isinstance(error, ServiceUnavailable):
+        return error
+    if isinstance(error, RpcAuthError):
+        return ServiceUnavailable(
+            f"the Zcash node refused the gateway's RPC credentials while {doing}; the operator must fix the "
+            "Zcash RPC user/password configuration",
+            code=UNAVAILABLE_CODE,
+            retry_after=RETRY_AFTER_MISCONFIGURED,
+        )
+    if isinstance(error, RpcUnavailable):
+        return ServiceUnavailable(
+            f"the Zcash node is unavailable ({doing}): {error}", code=UNAVAILABLE_CODE,
+            retry_after=RETRY_AFTER_UNAVAILABLE,
+        )
+    return ServiceUnavailable(
+        f"the Zcash node refused a request ({doing}): {error}", code=UNAVAILABLE_CODE,
+        retry_after=RETRY_AFTER_UNAVAILABLE,
+    )
