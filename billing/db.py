@@ -1,0 +1,70 @@
+"""Database connections: the pool and the codecs every connection gets.
+
+Amounts are numeric(78,0) columns. The numeric codec decodes whole numbers to `int` and anything with a
+fraction to `Decimal` (never float), and encodes ints and Decimals exactly, so money code works with ints only.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import asyncpg
+
+from billing.errors import ServiceUnavailable
+
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+# Errors that mean "the database is not answering", as opposed to a bug or a constraint.
+DATABASE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    TimeoutError,
+)
+
+
+def _decode_numeric(text: str) -> int | Decimal:
+    if "." in text or "e" in text or "E" in text or text in {"NaN", "Infinity", "-Infinity"}:
+        return Decimal(text)
+    return int(text)
+
+
+def _encode_numeric(value: int | Decimal | str) -> str:
+    if isinstance(value, float):  # pragma: no cover - a programming error, refused loudly
+        raise TypeError("floats are never money: pass int or Decimal")
+    return str(value)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Codecs for every pooled connection: numeric ↔ int/Decimal, json/jsonb ↔ Python objects (Decimal-exact)."""
+    await conn.set_type_codec(
+        "numeric", schema="pg_catalog", encoder=_encode_numeric, decoder=_decode_numeric, format="text"
+    )
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            schema="pg_catalog",
+            encoder=lambda value: json.dumps(value, default=str),
+            decoder=lambda text: json.loads(text, parse_float=Decimal),
+            format="text",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    """A pool whose connections carry our codecs; raises ServiceUnavailable when the server cannot be reached."""
+    try:
+        return await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30
+        )
+    except DATABASE_DOWN_ERRORS as exc:
+        raise ServiceUnavailable(
+            f"database unreachable ({type(exc).__name__})", code="database_unavailable",
+            retry_after=DATABASE_RETRY_AFTER_SECONDS,
+        ) from exc

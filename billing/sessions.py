@@ -1,0 +1,173 @@
+"""Streaming sessions: open against an active permission, charge what they owe, end exactly once.
+
+The charge rule (DESIGN.md): a session owes `floor(rate_per_hour × elapsed_seconds / 3600)` minor units in
+total, elapsed counted in whole seconds from its start to now (or to the permission's expiry, if sooner). Each
+charge is what it owes now minus what it was charged already, capped at the permission's balance. Charging
+twice at the same instant therefore charges nothing more, and a session's total is rounded once, not per tick.
+
+Locks are always taken permission first, then session, by every path (end, tick), so they cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from billing.errors import Forbidden, NotFound, PaymentRequired
+from billing.ledger import EntryKind, post_entry
+from billing.money import owed_for
+from billing.permissions import Permission, PermissionStatus, get_permission
+from billing.secrets import new_session_code, secret_hash
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+    EXHAUSTED = "exhausted"
+    PENDING_PAYMENT = "pending_payment"
+    CONFIRMED = "confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: UUID
+    permission_id: UUID
+    vendor_id: UUID
+    status: SessionStatus
+    rate_per_hour: int
+    started_at: datetime
+    ended_at: datetime | None
+    charged_amount: int
+    uncovered_amount: int
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Session:
+        return cls(
+            id=record["id"],
+            permission_id=record["permission_id"],
+            vendor_id=record["vendor_id"],
+            status=SessionStatus(record["status"]),
+            rate_per_hour=record["rate_per_hour"],
+            started_at=record["started_at"],
+            ended_at=record["ended_at"],
+            charged_amount=record["charged_amount"],
+            uncovered_amount=record["uncovered_amount"],
+        )
+
+    def elapsed_seconds(self, until: datetime) -> int:
+        """Whole seconds from start to `until` (or to the end, for an ended session)."""
+        end = self.ended_at or until
+        return max(0, int((end - self.started_at).total_seconds()))
+
+
+SESSION_COLUMNS = (
+    "id, permission_id, vendor_id, status, rate_per_hour, started_at, ended_at, charged_amount, uncovered_amount"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    session: Session
+    session_code: str  # shown once; only its hash is stored
+
+
+async def open_session(
+    conn: asyncpg.Connection, permission_id: UUID, *, user_wallet_address: str, vendor_id: UUID
+) -> OpenedSession:
+    """Open a session on a permission that can pay for it; 402 with a stable code when it cannot."""
+    async with conn.transaction():
+        permission = await get_permission(conn, permission_id, lock=True)
+        if permission is None:
+            raise NotFound("permission not found", code="permission_not_found")
+        if permission.user_wallet_address != user_wallet_address:
+            raise Forbidden("the permission token belongs to another wallet", code="wallet_mismatch")
+        now = await conn.fetchval("SELECT now()")
+        _require_billable(permission, now)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM vendors WHERE id = $1)", vendor_id):
+            raise NotFound("no vendor with this vendor_id is registered", code="vendor_not_found")
+        code = new_session_code()
+        record = await conn.fetchrow(
+            f"""
+            INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour)
+            VALUES ($1, $2, $3, $4, $5)
+            RETURNING {SESSION_COLUMNS}
+            """,
+            uuid4(), secret_hash(code), permission.id, vendor_id, permission.rate_per_hour,
+        )
+        return OpenedSession(Session.from_record(record), code)
+
+
+def _require_billable(permission: Permission, now: datetime) -> None:
+    if permission.is_expired_at(now) or permission.status == PermissionStatus.EXPIRED:
+        raise PaymentRequired("the spending permission has expired", code="permission_expired")
+    if permission.status == PermissionStatus.PENDING_PAYMENT:
+        raise PaymentRequired("the spending permission is not funded yet", code="permission_not_funded")
+    if permission.status == PermissionStatus.EXHAUSTED or (
+        permission.status == PermissionStatus.ACTIVE and permission.balance <= 0
+    ):
+        raise PaymentRequired("the spending permission has nothing left", code="permission_exhausted")
+    if permission.status != PermissionStatus.ACTIVE:
+        raise PaymentRequired(f"the spending permission is {permission.status}", code="permission_not_active")
+
+
+async def session_by_code(conn: asyncpg.Connection, session_code: str) -> Session | None:
+    record = await conn.fetchrow(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE code_hash = $1",
+                                 secret_hash(session_code))
+    return Session.from_record(record) if record else None
+
+
+async def end_session(conn: asyncpg.Connection, session_code: str) -> tuple[Session, Permission]:
+    """End a session with its final charge. Ending an ended session changes nothing and returns it as it is."""
+    found = await session_by_code(conn, session_code)
+    if found is None:
+        raise NotFound("no session with this session_code", code="session_not_found")
+    async with conn.transaction():
+        permission = await get_permission(conn, found.permission_id, lock=True)
+        assert permission is not None  # sessions reference permissions with a foreign key
+        record = await conn.fetchrow(f"SELECT {SESSION_COLUMNS}, now() AS now FROM sessions WHERE id = $1 FOR UPDATE",
+                                     found.id)
+        session = Session.from_record(record)
+        if session.status != SessionStatus.ACTIVE:
+            return session, permission
+        end_at = min(record["now"], permission.expires_at)
+        session, permission = await _charge(conn, session, permission, until=end_at, final=True)
+        return session, permission
+
+
+async def _charge(
+    conn: asyncpg.Connection, session: Session, permission: Permission, *, until: datetime, final: bool
+) -> tuple[Session, Permission]:
+    """Charge the session what it owes at `until` minus what it paid; on `final`, end it. Caller holds both locks."""
+    owed = owed_for(session.rate_per_hour, max(0, int((until - session.started_at).total_seconds())))
+    due = max(0, owed - session.charged_amount - session.uncovered_amount)
+    billable = permission.status == PermissionStatus.ACTIVE
+    charge = min(due, permission.balance) if billable else 0
+    if charge > 0:
+        await post_entry(conn, permission.id, EntryKind.CHARGE, -charge, session_id=session.id)
+    uncovered = session.uncovered_amount + (due - charge)
+    if final:
+        status = SessionStatus.ENDED if uncovered == 0 else SessionStatus.EXHAUSTED
+    else:
+        status = SessionStatus.ACTIVE if uncovered == 0 else SessionStatus.EXHAUSTED
+    record = await conn.fetchrow(
+        f"""
+        UPDATE sessions
+           SET charged_amount = charged_amount + $2, uncovered_amount = $3, status = $4,
+               ended_at = CASE WHEN $4 = 'active' THEN NULL ELSE $5::timestamptz END
+         WHERE id = $1
+        RETURNING {SESSION_COLUMNS}
+        """,
+        session.id, charge, uncovered, str(status), until,
+    )
+    await conn.execute(
+        """
+        UPDATE permissions SET status = 'exhausted', updated_at = now()
+         WHERE id = $1 AND status = 'active' AND balance = 0
+        """,
+        permission.id,
+    )
+    return Session.from_record(record), await get_permission(conn, permission.id)  # type: ignore[return-value]

@@ -1,0 +1,65 @@
+"""Vendors and their API keys (stored as hashes, shown once when made)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from billing.errors import InvalidRequest
+from billing.secrets import VENDOR_KEY_PREFIX, new_vendor_key, secret_hash
+
+MAX_VENDOR_NAME_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class NewVendor:
+    vendor_id: UUID
+    name: str
+    api_key: str  # shown once
+
+
+async def create_vendor(conn: asyncpg.Connection, name: str) -> NewVendor:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > MAX_VENDOR_NAME_LENGTH:
+        raise InvalidRequest(f"name must be 1 to {MAX_VENDOR_NAME_LENGTH} characters", code="invalid_vendor_name")
+    async with conn.transaction():
+        vendor_id = await conn.fetchval("INSERT INTO vendors (name) VALUES ($1) RETURNING id", name)
+        api_key = await add_key(conn, vendor_id)
+    return NewVendor(vendor_id, name, api_key)
+
+
+async def add_key(conn: asyncpg.Connection, vendor_id: UUID) -> str:
+    """A new API key for the vendor; returns the key (shown once), stores its hash and a short prefix."""
+    api_key = new_vendor_key()
+    await conn.execute(
+        "INSERT INTO vendor_api_keys (vendor_id, key_hash, key_prefix) VALUES ($1, $2, $3)",
+        vendor_id, secret_hash(api_key), api_key[: len(VENDOR_KEY_PREFIX) + 4],
+    )
+    return api_key
+
+
+async def vendor_for_key(conn: asyncpg.Connection, api_key: str) -> UUID | None:
+    """The vendor a key belongs to, if the key is known, not revoked and not past its overlap window."""
+    return await conn.fetchval(
+        """
+        SELECT vendor_id FROM vendor_api_keys
+         WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+        """,
+        secret_hash(api_key),
+    )
+
+
+async def rotate_demo_vendor_key(conn: asyncpg.Connection, name: str) -> NewVendor:
+    """Demo mode: the vendor called `name` (made on first use) with a fresh key; its older keys are revoked."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('paygo.demo_vendor'))")
+        vendor_id = await conn.fetchval("SELECT id FROM vendors WHERE name = $1 ORDER BY created_at LIMIT 1", name)
+        if vendor_id is None:
+            return await create_vendor(conn, name)
+        await conn.execute(
+            "UPDATE vendor_api_keys SET revoked_at = now() WHERE vendor_id = $1 AND revoked_at IS NULL", vendor_id
+        )
+        api_key = await add_key(conn, vendor_id)
+    return NewVendor(vendor_id, name, api_key)
