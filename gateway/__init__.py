@@ -1,0 +1,1 @@
+"""HTTP layer: routes, request parsing, authentication and error mapping. No SQL and no chain calls here."""

@@ -1,0 +1,21 @@
+"""Operator routes (X-API-Key: ADMIN_API_KEY)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth import require_operator
+from gateway.http import json_response, read_body
+from gateway.keys import BILLING
+from gateway.models import CreateVendorRequest, VendorCreatedView
+
+
+async def create_vendor(request: web.Request) -> web.Response:
+    require_operator(request)
+    body = await read_body(request, CreateVendorRequest)
+    vendor = await request.app[BILLING].create_vendor(body.name)
+    return json_response(VendorCreatedView(vendor_id=str(vendor.vendor_id), name=vendor.name,
+                                           api_key=vendor.api_key), status=201)
+
+
+routes = [web.post("/api/v1/admin/vendors", create_vendor)]

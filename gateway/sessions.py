@@ -1,0 +1,50 @@
+"""Streaming-session routes: open (permission token), end (session code), show (permission token)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from billing.errors import Forbidden
+from gateway.auth import token_permission
+from gateway.http import json_response, read_body
+from gateway.keys import BILLING
+from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView
+from gateway.permissions import parse_uuid
+from gateway.views import iso, session_end_view, session_view
+
+
+async def open_session(request: web.Request) -> web.Response:
+    billing = request.app[BILLING]
+    permission_id = await token_permission(request)
+    body = await read_body(request, CreateSessionRequest)
+    vendor_id = parse_uuid(body.vendor_id, "vendor")
+    state = await billing.permission_state(permission_id)
+    wallet = billing.source(state.permission.funding_source).validate_address(body.user_wallet_address)
+    opened = await billing.open_session(permission_id, wallet, vendor_id)
+    return json_response(SessionCreatedView(session_code=opened.session_code, session_id=str(opened.session.id),
+                                            status=opened.session.status, started_at=iso(opened.session.started_at)),
+                         status=201)
+
+
+async def end_session(request: web.Request) -> web.Response:
+    """End a session with its final charge; ending it again answers the same and charges nothing."""
+    billing = request.app[BILLING]
+    body = await read_body(request, EndSessionRequest)
+    session, permission = await billing.end_session(body.session_code)
+    return json_response(session_end_view(session, billing.assets[permission.asset]))
+
+
+async def show_session(request: web.Request) -> web.Response:
+    billing = request.app[BILLING]
+    permission_id = await token_permission(request)
+    session, permission, now = await billing.session_state(request.match_info["session_code"])
+    if session.permission_id != permission_id:
+        raise Forbidden("this session belongs to another permission", code="forbidden")
+    return json_response(session_view(session, permission, billing.assets[permission.asset], now))
+
+
+routes = [
+    web.post("/api/v1/sessions", open_session),
+    web.post("/api/v1/sessions/end", end_session),
+    web.get("/api/v1/sessions/{session_code}", show_session),
+]

@@ -1,0 +1,213 @@
+"""The `paygo` command: serve, migrate, vendor create, zcash-regtest.
+
+`paygo serve` with no configuration runs on embedded defaults: the machine's PostgreSQL (or a private one under
+./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose and the next curl to try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from aiohttp import web
+
+from billing.db import create_pool
+from billing.errors import PayGoError
+from billing.schema import migrate
+from billing.vendors import create_vendor, rotate_demo_vendor_key
+from chains.zcash_address import ZcashNetwork, encode_transparent
+from paygo.embedded import find_or_start_postgres
+from paygo.settings import Settings, SettingsError, parse_listen
+from regtest.zcash_node import start_zcash_regtest
+
+log = logging.getLogger("paygo")
+
+EMBEDDED_DATABASE = "paygo"
+EMBEDDED_MIN_CONFIRMATIONS = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"paygo: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(args.run(args, settings))
+    except (SettingsError, PayGoError) as exc:
+        print(f"paygo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paygo", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP gateway")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="overrides LISTEN_ADDR (default 127.0.0.1:8080)")
+    serve.set_defaults(run=_serve)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply database migrations (also done at start-up)")
+    migrate_cmd.set_defaults(run=_migrate)
+
+    vendor = commands.add_parser("vendor", help="manage vendors")
+    vendor_commands = vendor.add_subparsers(dest="vendor_command", required=True)
+    vendor_create = vendor_commands.add_parser("create", help="register a vendor; prints its id and API key once")
+    vendor_create.add_argument("name")
+    vendor_create.set_defaults(run=_vendor_create)
+
+    regtest = commands.add_parser("zcash-regtest", help="run the zcashd-compatible regtest stand-in (tests, demos)")
+    regtest.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:18232")
+    regtest.add_argument("--rpcuser", required=True)
+    regtest.add_argument("--rpcpassword", required=True)
+    regtest.add_argument("--personality", choices=["zcashd", "zallet"], default="zcashd")
+    regtest.set_defaults(run=_zcash_regtest)
+    return parser
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Settings]:
+    """Settings with DATABASE_URL resolved: as configured, or the embedded PostgreSQL."""
+    if settings.database_url:
+        yield settings
+        return
+    embedded = await find_or_start_postgres(settings.state_dir.resolve(), EMBEDDED_DATABASE)
+    where = "a private server under " + str(settings.state_dir) if embedded.started_here else "the local server"
+    log.info("DATABASE_URL is not set: using database %r on %s", EMBEDDED_DATABASE, where)
+    try:
+        yield replace(settings, database_url=embedded.dsn)
+    finally:
+        await embedded.stop()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.app import create_app  # imported late: the other commands do not need the HTTP stack
+
+    if args.listen:
+        host, port = parse_listen(args.listen)
+        settings = replace(settings, listen_host=host, listen_port=port)
+    async with contextlib.AsyncExitStack() as stack:
+        settings = await stack.enter_async_context(_database(settings))
+        embedded_demo = settings.zcash.rpc_url is None
+        if embedded_demo:
+            rpc_user, rpc_password = "paygo", secrets.token_urlsafe(16)
+            node = await start_zcash_regtest(rpcuser=rpc_user, rpcpassword=rpc_password, personality="zcashd")
+            stack.push_async_callback(node.stop)
+            settings = replace(settings, zcash=replace(
+                settings.zcash, rpc_url=node.url, rpc_user=rpc_user, rpc_password=rpc_password,
+                network=ZcashNetwork.REGTEST, rpc_flavor="zcashd",
+                min_confirmations=settings.zcash.min_confirmations if _env_set("ZCASH_MIN_CONFIRMATIONS")
+                else EMBEDDED_MIN_CONFIRMATIONS,
+            ))
+            log.info("ZCASH_RPC_URL is not set: running the Zcash regtest stand-in in-process at %s "
+                     "(user %s) — test money only", node.url, rpc_user)
+        if settings.admin_api_key is None and embedded_demo:
+            settings = replace(settings, admin_api_key="pga_" + secrets.token_urlsafe(24))
+        if settings.redis_url is None:
+            log.info("REDIS_URL is not set: running without Redis (no cache)")
+        runner = web.AppRunner(create_app(settings), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+        await site.start()
+        base = f"http://{settings.listen_host}:{settings.listen_port}"
+        print(f"PayGo gateway listening on {base}", flush=True)
+        if embedded_demo:
+            await _print_demo(settings, base, node.url, rpc_password)
+        await _wait_for_signal()
+    return 0
+
+
+def _env_set(name: str) -> bool:
+    return bool(os.environ.get(name, "").strip())
+
+
+async def _print_demo(settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
+    """Demo mode only: a demo vendor with a fresh key, the run's operator key, and the next curl to try."""
+    pool = await create_pool(settings.database_url or "", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            vendor = await rotate_demo_vendor_key(conn, "demo")
+    finally:
+        await pool.close()
+    demo_wallet = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
+    print(f"""
+Demo mode (embedded defaults; test money only):
+  demo vendor id:   {vendor.vendor_id}
+  demo vendor key:  {vendor.api_key}
+  operator key:     {settings.admin_api_key}   (X-API-Key; set ADMIN_API_KEY to choose your own)
+  regtest node:     {node_url}  (user paygo, password {rpc_password})
+
+Next, ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
+  curl -s -X POST {base}/api/v1/zcash/permissions -H 'Content-Type: application/json' \\
+       -d '{{"user_wallet_address": "{demo_wallet}", "requested_amount": "10", "rate_per_hour": "2.5"}}'
+Then pay its payment_address from the regtest faucet and mine a block (see README, "Quick start"):
+  curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"<payment_address>","amount":10}}]],"id":1}}'
+  curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"generate","params":[1],"id":2}}'
+""", flush=True)
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as resolved:
+        pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+        finally:
+            await pool.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+async def _vendor_create(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as resolved:
+        pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+                vendor = await create_vendor(conn, args.name)
+        finally:
+            await pool.close()
+    print(f"vendor_id: {vendor.vendor_id}")
+    print(f"api_key:   {vendor.api_key}")
+    print("The API key is shown only now; it is stored hashed.", file=sys.stderr)
+    return 0
+
+
+async def _zcash_regtest(args: argparse.Namespace, settings: Settings) -> int:
+    host, port = parse_listen(args.listen)
+    node = await start_zcash_regtest(host=host, port=port, rpcuser=args.rpcuser, rpcpassword=args.rpcpassword,
+                                     personality=args.personality)
+    print(f"Zcash regtest stand-in ({args.personality}) listening on {node.url}", flush=True)
+    if node.node_url != node.url:
+        print(f"  chain (zebrad) endpoint: {node.node_url}", flush=True)
+    try:
+        await _wait_for_signal()
+    finally:
+        await node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Background jobs (billing ticks, expiry, reminders, payment watcher) run with APScheduler."""
