@@ -110,7 +110,8 @@ def _result_of(reply: Any) -> Any:
 
 
 class JsonRpcClient:
-    """A JSON-RPC client for one endpoint. Safe to share between tasks; create it in a running event loop."""
+    """A JSON-RPC client for one endpoint, safe to share between tasks. Reads are tried `retry_attempts` times,
+    waiting `retry_backoff` seconds, then twice that, and so on, between attempts."""
 
     def __init__(
         self,
@@ -149,11 +150,15 @@ class JsonRpcClient:
 
     async def send(self, method: str, *params: Any) -> Any:
         """Call a method that moves money. Never retried: a second `z_sendmany` would be a second payment.
-        A dropped connection here leaves the outcome unknown, and the RpcUnavailable says so."""
+        A dropped connection or a timeout leaves the outcome unknown, and the RpcUnavailable says so."""
         try:
             return await self._call_once(method, params)
-        except _ConnectionDropped as error:
-            raise RpcUnavailable(f"{method}: {error}; the call may or may not have been executed") from error
+        except RpcUnavailable as error:
+            if isinstance(error, _ConnectionDropped) or not error.retryable:
+                raise RpcUnavailable(
+                    f"{method}: {error}; it may or may not have been executed", retryable=False
+                ) from error
+            raise
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several read-only calls in one HTTP request (a JSON array). Each item of the answer is the call's

@@ -312,9 +312,10 @@ class RegtestZcash:
         return {**header, "size": 1000 + 500 * len(block.txids), "tx": transactions}
 
     def _find_block(self, server: str, hash_or_height: Any) -> Block:
-        if isinstance(hash_or_height, int) and not isinstance(hash_or_height, bool) or (
+        is_height = (isinstance(hash_or_height, int) and not isinstance(hash_or_height, bool)) or (
             isinstance(hash_or_height, str) and hash_or_height.isdigit()
-        ):
+        )
+        if is_height:
             height = int(hash_or_height)
             if not 0 <= height <= self.height:
                 raise RpcMethodError(-8, "Block height out of range")
@@ -782,7 +783,9 @@ class RegtestZcash:
             None,
         )
         if owner is None:
-            raise RpcMethodError(-5, "From address does not belong to this node, spending key or viewing key not found.")
+            raise RpcMethodError(
+                -5, "From address does not belong to this node, spending key or viewing key not found."
+            )
         if address.kind != "unified" and owner.text != address.text:
             raise RpcMethodError(
                 -8,
@@ -910,10 +913,10 @@ class RegtestZcash:
         recipients = self._list(server, amounts)
         if not recipients:
             raise RpcMethodError(-8, "Invalid parameter, amounts array is empty.")
-        outputs = []
         seen: set[str] = set()
-        for index, recipient in enumerate(recipients):
-            outputs.append(self._recipient_output(server, index, recipient, seen))
+        outputs = [
+            self._recipient_output(server, index, recipient, seen) for index, recipient in enumerate(recipients)
+        ]
         fee_zat = (
             self._amount_zat(fee) if fee is not None
             else ZIP317_MARGINAL_FEE_ZAT * max(ZIP317_GRACE_ACTIONS, len(outputs))
@@ -922,7 +925,12 @@ class RegtestZcash:
         operation = Operation(
             opid=f"opid-{uuid.uuid4()}",
             creation_time=now,
-            params={"fromaddress": from_address, "amounts": recipients, "minconf": minconf or 1, "fee": fee},
+            params={
+                "fromaddress": from_address,
+                "amounts": recipients,
+                "minconf": 1 if minconf is None else minconf,
+                "fee": fee,
+            },
         )
         needed = sum(output.value_zat for output in outputs) + fee_zat
         if needed > self.faucet_zat:
@@ -1139,7 +1147,9 @@ def _json_response(server: str, body: Any, status: int) -> web.Response:
         return web.Response(
             status=status, body=(encode_json(body) + "\n").encode(), headers={"Content-Type": "application/json"}
         )
-    return web.Response(status=status, body=encode_json(body).encode(), headers={"Content-Type": _JSONRPSEE_CONTENT_TYPE})
+    return web.Response(
+        status=status, body=encode_json(body).encode(), headers={"Content-Type": _JSONRPSEE_CONTENT_TYPE}
+    )
 
 
 def _endpoint(server: str, rpcuser: str, rpcpassword: str, accept_batches: bool) -> Callable[..., Any]:
