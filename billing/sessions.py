@@ -1,10 +1,6 @@
 """Streaming sessions: open against an active permission, charge what they owe, end exactly once.
 
-The charge rule (DESIGN.md): a session owes `floor(rate_per_hour × elapsed_seconds / 3600)` minor units in
-total, elapsed counted in whole seconds from its start to now (or to the permission's expiry, if sooner). Each
-charge is what it owes now minus what it was charged already, capped at the permission's balance. Charging
-twice at the same instant therefore charges nothing more, and a session's total is rounded once, not per tick.
-
+The charge rule (DESIGN.md) lives in billing/charging.py, shared by the billing tick and the final charge here.
 Locks are always taken permission first, then session, by every path (end, tick), so they cannot deadlock.
 """
 
@@ -17,9 +13,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from billing.charging import charge_sessions
 from billing.errors import Forbidden, NotFound, PaymentRequired
-from billing.ledger import EntryKind, post_entry
-from billing.money import owed_for
 from billing.permissions import Permission, PermissionStatus, get_permission
 from billing.secrets import new_session_code, secret_hash
 
@@ -126,48 +121,12 @@ async def end_session(conn: asyncpg.Connection, session_code: str) -> tuple[Sess
     if found is None:
         raise NotFound("no session with this session_code", code="session_not_found")
     async with conn.transaction():
-        permission = await get_permission(conn, found.permission_id, lock=True)
-        assert permission is not None  # sessions reference permissions with a foreign key
+        await get_permission(conn, found.permission_id, lock=True)
         record = await conn.fetchrow(f"SELECT {SESSION_COLUMNS}, now() AS now FROM sessions WHERE id = $1 FOR UPDATE",
                                      found.id)
-        session = Session.from_record(record)
-        if session.status != SessionStatus.ACTIVE:
-            return session, permission
-        end_at = min(record["now"], permission.expires_at)
-        session, permission = await _charge(conn, session, permission, until=end_at, final=True)
-        return session, permission
-
-
-async def _charge(
-    conn: asyncpg.Connection, session: Session, permission: Permission, *, until: datetime, final: bool
-) -> tuple[Session, Permission]:
-    """Charge the session what it owes at `until` minus what it paid; on `final`, end it. Caller holds both locks."""
-    owed = owed_for(session.rate_per_hour, max(0, int((until - session.started_at).total_seconds())))
-    due = max(0, owed - session.charged_amount - session.uncovered_amount)
-    billable = permission.status == PermissionStatus.ACTIVE
-    charge = min(due, permission.balance) if billable else 0
-    if charge > 0:
-        await post_entry(conn, permission.id, EntryKind.CHARGE, -charge, session_id=session.id)
-    uncovered = session.uncovered_amount + (due - charge)
-    if final:
-        status = SessionStatus.ENDED if uncovered == 0 else SessionStatus.EXHAUSTED
-    else:
-        status = SessionStatus.ACTIVE if uncovered == 0 else SessionStatus.EXHAUSTED
-    record = await conn.fetchrow(
-        f"""
-        UPDATE sessions
-           SET charged_amount = charged_amount + $2, uncovered_amount = $3, status = $4,
-               ended_at = CASE WHEN $4 = 'active' THEN NULL ELSE $5::timestamptz END
-         WHERE id = $1
-        RETURNING {SESSION_COLUMNS}
-        """,
-        session.id, charge, uncovered, str(status), until,
-    )
-    await conn.execute(
-        """
-        UPDATE permissions SET status = 'exhausted', updated_at = now()
-         WHERE id = $1 AND status = 'active' AND balance = 0
-        """,
-        permission.id,
-    )
-    return Session.from_record(record), await get_permission(conn, permission.id)  # type: ignore[return-value]
+        if record["status"] == SessionStatus.ACTIVE:
+            await charge_sessions(conn, [found.permission_id], record["now"], session_id=found.id, final=True)
+            record = await conn.fetchrow(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", found.id)
+        permission = await get_permission(conn, found.permission_id)
+        assert permission is not None  # sessions reference permissions with a foreign key
+        return Session.from_record(record), permission

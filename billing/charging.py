@@ -1,0 +1,213 @@
+"""Charging sessions, set-based: the billing tick, the final charge of an ending session, and expiry.
+
+One SQL statement (CHARGE_SESSIONS) charges any set of active sessions at an instant `at`, for permissions whose
+rows the caller has locked. For each session it computes what it owes in total,
+`div(rate_per_hour × whole elapsed seconds, 3600)` with elapsed measured up to min(at, expires_at), and charges
+the difference from what it was charged (and left uncovered) before, never below zero. Running it twice, late,
+or from two replicas therefore charges nothing extra, and each session's total is rounded once, down.
+
+Within a permission, sessions are served in start order from the balance; what the balance cannot cover is the
+session's shortfall. A short session either ends (`exhausted`), or, where its vendor allows a grace period, runs
+on credit: the shortfall accrues as a direct charge paid on chain, and the session ends `pending_payment` when
+the grace runs out, the client ends it, or the permission expires.
+
+Locks: callers lock the permissions first (by id order), then the statement updates their sessions; every path
+that touches a session holds its permission's lock, so a statement's snapshot (taken after the locks) is current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+DEFAULT_BATCH_SIZE = 5000  # permissions per transaction: bounds lock time and memory
+
+CHARGE_SESSIONS = """
+WITH base AS (
+    SELECT s.id AS session_id, s.permission_id, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
+           s.started_at, s.exhausted_at AS session_exhausted_at,
+           p.balance, p.status AS permission_status, p.expires_at, p.funding_source, p.asset,
+           v.direct_charge_grace_seconds AS grace,
+           $2::timestamptz AS at, least($2::timestamptz, p.expires_at) AS end_at
+      FROM sessions s
+      JOIN permissions p ON p.id = s.permission_id
+      JOIN vendors v ON v.id = s.vendor_id
+     WHERE s.status = 'active' AND s.permission_id = ANY($1::uuid[]) AND ($3::uuid IS NULL OR s.id = $3)
+),
+owed AS (
+    SELECT b.*,
+           greatest(div(b.rate_per_hour * greatest(floor(extract(epoch FROM b.end_at - b.started_at)), 0), 3600)
+                    - b.charged_amount - b.uncovered_amount, 0) AS due
+      FROM base b
+),
+allocated AS (
+    SELECT o.*,
+           CASE WHEN o.permission_status = 'active'
+                THEN greatest(0, least(o.due, o.balance - (sum(o.due) OVER queue - o.due)))
+                ELSE 0 END AS charge
+      FROM owed o
+    WINDOW queue AS (PARTITION BY o.permission_id ORDER BY o.started_at, o.session_id)
+),
+outcome AS (
+    SELECT a.*,
+           a.uncovered_amount + a.due - a.charge AS uncovered_after,
+           a.balance - sum(a.charge) OVER queue AS balance_after,
+           (a.grace > 0 AND a.permission_status IN ('active', 'exhausted')) AS runs_on_credit,
+           CASE WHEN a.due > a.charge OR a.session_exhausted_at IS NOT NULL
+                THEN coalesce(a.session_exhausted_at, a.at) END AS exhausted_after
+      FROM allocated a
+    WINDOW queue AS (PARTITION BY a.permission_id ORDER BY a.started_at, a.session_id)
+),
+decided AS (
+    SELECT o.*,
+           CASE
+             WHEN o.uncovered_after = 0 THEN
+               CASE WHEN $4 OR o.at >= o.expires_at THEN 'ended' ELSE 'active' END
+             WHEN o.runs_on_credit THEN
+               CASE WHEN $4 OR o.at >= o.expires_at OR o.at >= o.exhausted_after + make_interval(secs => o.grace)
+                    THEN 'pending_payment' ELSE 'active' END
+             ELSE 'exhausted'
+           END AS new_status
+      FROM outcome o
+),
+session_updates AS (
+    UPDATE sessions s
+       SET charged_amount = s.charged_amount + d.charge,
+           uncovered_amount = d.uncovered_after,
+           exhausted_at = d.exhausted_after,
+           status = d.new_status,
+           ended_at = CASE WHEN d.new_status = 'active' THEN NULL ELSE d.end_at END
+      FROM decided d
+     WHERE s.id = d.session_id
+       AND (d.charge > 0 OR d.new_status <> 'active' OR d.uncovered_after <> d.uncovered_amount)
+    RETURNING s.id
+),
+ledger AS (
+    INSERT INTO ledger_entries (permission_id, kind, amount, balance_after, session_id)
+    SELECT d.permission_id, 'charge', -d.charge, d.balance_after, d.session_id
+      FROM decided d
+     WHERE d.charge > 0
+     ORDER BY d.permission_id, d.started_at, d.session_id
+    RETURNING 1
+),
+totals AS (
+    SELECT d.permission_id, sum(d.charge) AS charged, min(d.at) AS at FROM decided d GROUP BY d.permission_id
+),
+permission_updates AS (
+    UPDATE permissions p
+       SET balance = p.balance - t.charged,
+           charged_amount = p.charged_amount + t.charged,
+           status = CASE WHEN p.status = 'active' AND p.balance = t.charged THEN 'exhausted' ELSE p.status END,
+           exhausted_at = CASE WHEN p.status = 'active' AND p.balance = t.charged THEN t.at ELSE p.exhausted_at END,
+           updated_at = now()
+      FROM totals t
+     WHERE p.id = t.permission_id AND (t.charged > 0 OR (p.status = 'active' AND p.balance = 0))
+    RETURNING p.id
+),
+direct AS (
+    INSERT INTO direct_charges (session_id, permission_id, funding_source, asset, amount, status, finalized_at)
+    SELECT d.session_id, d.permission_id, d.funding_source, d.asset, d.uncovered_after,
+           CASE WHEN d.new_status = 'pending_payment' THEN 'pending_payment' ELSE 'accruing' END,
+           CASE WHEN d.new_status = 'pending_payment' THEN d.at END
+      FROM decided d
+     WHERE d.runs_on_credit AND d.uncovered_after > 0
+    ON CONFLICT (session_id) DO UPDATE
+       SET amount = EXCLUDED.amount, status = EXCLUDED.status, finalized_at = EXCLUDED.finalized_at
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM decided) AS sessions,
+       (SELECT coalesce(sum(charge), 0) FROM decided) AS charged,
+       (SELECT count(*) FROM ledger) AS ledger_entries,
+       (SELECT count(*) FROM session_updates) AS sessions_changed,
+       (SELECT count(*) FROM decided WHERE new_status <> 'active') AS sessions_ended,
+       (SELECT count(*) FROM permission_updates) AS permissions_changed,
+       (SELECT count(*) FROM direct) AS direct_charges
+"""
+
+
+@dataclass
+class ChargeResult:
+    sessions: int = 0
+    charged: int = 0
+    sessions_ended: int = 0
+    direct_charges: int = 0
+    permission_ids: list[UUID] = field(default_factory=list)
+
+    def add(self, record: asyncpg.Record, permission_ids: Sequence[UUID]) -> None:
+        self.sessions += record["sessions"]
+        self.charged += record["charged"]
+        self.sessions_ended += record["sessions_ended"]
+        self.direct_charges += record["direct_charges"]
+        self.permission_ids.extend(permission_ids)
+
+
+async def charge_sessions(
+    conn: asyncpg.Connection,
+    permission_ids: Sequence[UUID],
+    at: datetime,
+    *,
+    session_id: UUID | None = None,
+    final: bool = False,
+) -> asyncpg.Record:
+    """Charge the active sessions of these (already locked) permissions at `at`; `final` ends them."""
+    return await conn.fetchrow(CHARGE_SESSIONS, list(permission_ids), at, session_id, final)
+
+
+async def _lock_batch(conn: asyncpg.Connection, candidates: list[UUID]) -> list[UUID]:
+    """Lock what is free of the candidate permissions; rows another replica or an ending session holds are
+    skipped now and charged next tick (charges depend only on time, so nothing is lost by waiting)."""
+    rows = await conn.fetch(
+        "SELECT id FROM permissions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE SKIP LOCKED", candidates
+    )
+    return [row["id"] for row in rows]
+
+
+async def billing_tick(
+    pool: asyncpg.Pool, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    only_expired: bool = False,
+) -> ChargeResult:
+    """Charge every active session what it owes at `at` (database time when None), in batches of permissions."""
+    result = ChargeResult()
+    last: UUID | None = None
+    while True:
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                moment = at or await conn.fetchval("SELECT now()")
+                candidates = [r["permission_id"] for r in await conn.fetch(
+                    """
+                    SELECT DISTINCT s.permission_id FROM sessions s
+                      JOIN permissions p ON p.id = s.permission_id
+                     WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
+                       AND (NOT $3 OR p.expires_at <= $4)
+                     ORDER BY s.permission_id LIMIT $2
+                    """,
+                    last, batch_size, only_expired, moment,
+                )]
+                if not candidates:
+                    return result
+                last = candidates[-1]
+                locked = await _lock_batch(conn, candidates)
+                if locked:
+                    result.add(await charge_sessions(conn, locked, moment), locked)
+
+
+async def expire_permissions(pool: asyncpg.Pool, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
+    """Close the open sessions of permissions past their expiry (charged up to the expiry instant), then mark
+    those permissions `expired`. Returns the charge result and the permissions that expired."""
+    charged = await billing_tick(pool, at=at, only_expired=True)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            UPDATE permissions p SET status = 'expired', updated_at = now()
+             WHERE p.status IN ('active', 'exhausted', 'pending_payment')
+               AND p.expires_at <= coalesce($1::timestamptz, now())
+               AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.permission_id = p.id AND s.status = 'active')
+            RETURNING p.id
+            """,
+            at,
+        )
+    return charged, [row["id"] for row in rows]
