@@ -1,0 +1,78 @@
+"""Per-request observation (latency histogram and one access-log line) and the `/metrics` endpoint.
+
+Requests are named by their route template (`/api/v1/sessions/{session_code}`), never by their path: the path of
+some routes holds a secret, and raw paths would make a label per URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from billing.db import DATABASE_DOWN_ERRORS
+from billing.reports import OperationalCounts, operational_counts
+from gateway.http import REQUEST_ID_KEY, Handler, route_name
+from gateway.keys import BILLING, POOL
+from paygo.logs import REQUEST_ID
+from paygo.metrics import Metrics
+
+METRICS = web.AppKey("metrics", Metrics)
+CLIENT_CLOSED_REQUEST = 499  # the client went away before the answer (nginx's convention)
+SCRAPE_DATABASE_TIMEOUT_SECONDS = 3
+
+access_log = logging.getLogger("paygo.access")
+log = logging.getLogger("paygo.metrics")
+
+
+@web.middleware
+async def observability_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sits inside the request-id middleware and outside the error mapping, so it sees the final status."""
+    started = time.perf_counter()
+    request_id = REQUEST_ID.set(request.get(REQUEST_ID_KEY))
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED_REQUEST
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        route = route_name(request)
+        request.app[METRICS].observe_request(request.method, route, status, seconds)
+        duration_ms = round(seconds * 1000, 2)
+        access_log.info("%s %s %d %.2fms", request.method, route, status, duration_ms,
+                        extra={"method": request.method, "route": route, "status": status,
+                               "duration_ms": duration_ms})
+        REQUEST_ID.reset(request_id)
+
+
+async def _database_counts(request: web.Request) -> OperationalCounts | None:
+    try:
+        async with asyncio.timeout(SCRAPE_DATABASE_TIMEOUT_SECONDS):
+            async with request.app[POOL].acquire() as conn:
+                return await operational_counts(conn)
+    except DATABASE_DOWN_ERRORS as exc:
+        log.warning("metrics scrape without the database: %s", type(exc).__name__)
+        return None
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text format; the gauges are read now, and a database outage shows as paygo_database_up 0."""
+    metrics = request.app[METRICS]
+    sources = request.app[BILLING].sources.values()
+    counts, *statuses = await asyncio.gather(_database_counts(request), *(source.status() for source in sources))
+    metrics.set_database_counts(counts)
+    metrics.set_source_statuses(statuses)
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+routes = [web.get("/metrics", metrics_endpoint)]

@@ -1,0 +1,267 @@
+"""The vendor API (X-API-Key: a vendor key): the vendor's own sessions, their charge lines, and earnings summaries.
+
+Every query filters on the calling vendor's id in SQL; another vendor's session answers 404, as if it did not
+exist. Lists answer JSON, or CSV with `?format=csv` or `Accept: text/csv`; CSV is streamed from a server-side
+cursor in one read-only snapshot, so a year of sessions is never held in memory. Query parameters are checked
+strictly: an unknown or malformed one answers 422 with a code naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel
+
+from billing.assets import Asset
+from billing.errors import InvalidAddress, InvalidRequest, NotFound
+from billing.money import format_amount
+from billing.reports import (
+    GroupBy,
+    SessionCursor,
+    SessionFilters,
+    charges_summary,
+    charges_summary_cursor,
+    session_charge_lines,
+    sessions_cursor,
+    sessions_page,
+    vendor_session,
+)
+from billing.sessions import SessionStatus
+from gateway.auth import require_vendor
+from gateway.http import json_response
+from gateway.keys import BILLING, POOL
+from gateway.permissions import parse_uuid
+from gateway.vendor_models import (
+    ChargeLineView,
+    ChargesSummaryRow,
+    ChargesSummaryView,
+    VendorSessionDetailView,
+    VendorSessionPage,
+    VendorSessionView,
+)
+from gateway.views import iso
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_WALLET_LENGTH = 512
+CSV_CHUNK_BYTES = 64 * 1024
+
+SESSION_PARAMETERS = frozenset({"status", "from", "to", "wallet", "limit", "cursor", "format"})
+SUMMARY_PARAMETERS = frozenset({"from", "to", "group_by", "format"})
+
+
+# --- query parameters -------------------------------------------------------------------------------------------
+
+def _check_parameters(request: web.Request, accepted: frozenset[str]) -> None:
+    unknown = sorted(set(request.query) - accepted)
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter {unknown[0]!r} (accepted: {', '.join(sorted(accepted))})",
+                             code="unknown_parameter")
+    repeated = sorted(name for name in accepted if len(request.query.getall(name, [])) > 1)
+    if repeated:
+        raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once", code=f"invalid_{repeated[0]}")
+
+
+def _moment(request: web.Request, name: str) -> datetime | None:
+    """An ISO 8601 date (midnight UTC) or date-time (UTC unless it says otherwise)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date or date-time such as 2024-05-01 or "
+                             f"2024-05-01T12:00:00Z, got {raw!r}", code=f"invalid_{name}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _time_range(request: web.Request) -> tuple[datetime | None, datetime | None]:
+    started_from, started_to = _moment(request, "from"), _moment(request, "to")
+    if started_from is not None and started_to is not None and started_from >= started_to:
+        raise InvalidRequest("from must be earlier than to (from is inclusive, to exclusive)", code="invalid_range")
+    return started_from, started_to
+
+
+def _statuses(request: web.Request) -> tuple[str, ...]:
+    raw = request.query.get("status")
+    if raw is None:
+        return ()
+    wanted = tuple(dict.fromkeys(part.strip() for part in raw.split(",")))
+    known = [status.value for status in SessionStatus]
+    if not wanted or any(status not in known for status in wanted):
+        raise InvalidRequest(f"status must be one or more (comma-separated) of {', '.join(known)}, got {raw!r}",
+                             code="invalid_status")
+    return wanted
+
+
+def _wallet(request: web.Request) -> str | None:
+    """The wallet as stored: normalised by the funding source that accepts it (addresses are case-sensitive on some
+    chains and not on others), or as given when no configured source knows its format."""
+    raw = request.query.get("wallet")
+    if raw is None:
+        return None
+    wallet = raw.strip()
+    if not wallet or len(wallet) > MAX_WALLET_LENGTH:
+        raise InvalidRequest(f"wallet must be 1 to {MAX_WALLET_LENGTH} characters", code="invalid_wallet")
+    for source in request.app[BILLING].sources.values():
+        try:
+            return source.validate_address(wallet)
+        except InvalidAddress:
+            continue
+    return wallet
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", code="invalid_limit")
+    return int(raw)
+
+
+def _wants_csv(request: web.Request) -> bool:
+    given = request.query.get("format")
+    if given is not None:
+        if given not in ("json", "csv"):
+            raise InvalidRequest("format must be json or csv", code="invalid_format")
+        return given == "csv"
+    return "text/csv" in request.headers.get("Accept", "")
+
+
+def _group_by(request: web.Request) -> GroupBy:
+    raw = request.query.get("group_by", GroupBy.ASSET.value)
+    try:
+        return GroupBy(raw)
+    except ValueError:
+        raise InvalidRequest("group_by must be day or asset", code="invalid_group_by") from None
+
+
+def _session_filters(request: web.Request) -> SessionFilters:
+    started_from, started_to = _time_range(request)
+    return SessionFilters(statuses=_statuses(request), started_from=started_from, started_to=started_to,
+                          wallet=_wallet(request))
+
+
+# --- rows to views ----------------------------------------------------------------------------------------------
+
+def _asset(record: asyncpg.Record) -> Asset:
+    """The asset as the permission recorded it (its decimals are stored with it)."""
+    return Asset(record["asset"], record["asset_decimals"], record["funding_source"])
+
+
+def _session_view(record: asyncpg.Record) -> VendorSessionView:
+    asset = _asset(record)
+    return VendorSessionView(
+        session_id=str(record["session_id"]),
+        status=record["status"],
+        started_at=iso(record["started_at"]),
+        ended_at=iso(record["ended_at"]),
+        duration_seconds=record["duration_seconds"],
+        asset=asset.code,
+        rate_per_hour=format_amount(record["rate_per_hour"], asset),
+        charged_amount=format_amount(record["charged_amount"], asset),
+        uncovered_amount=format_amount(record["uncovered_amount"], asset),
+        funding_source=record["funding_source"],
+        permission_id=str(record["permission_id"]),
+        user_wallet_address=record["user_wallet_address"],
+    )
+
+
+def _summary_row(record: asyncpg.Record) -> ChargesSummaryRow:
+    day = record.get("day")
+    return ChargesSummaryRow(
+        day=day.isoformat() if day is not None else None,
+        asset=record["asset"],
+        charges=record["charges"],
+        sessions=record["sessions"],
+        amount=format_amount(record["amount"], _asset(record)),
+    )
+
+
+async def _stream_csv(request: web.Request, filename: str, columns: Sequence[str],
+                      open_cursor: Callable[[asyncpg.Connection], asyncpg.cursor.CursorFactory],
+                      to_view: Callable[[asyncpg.Record], BaseModel]) -> web.StreamResponse:
+    """Rows of a server-side cursor as CSV, written in chunks as they arrive.
+
+    The answer starts only once the database connection is held, so a database outage still answers 503 JSON."""
+    response = web.StreamResponse(headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    async with request.app[POOL].acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await response.prepare(request)
+            async for record in open_cursor(conn):
+                row = to_view(record).model_dump()
+                writer.writerow("" if row[column] is None else row[column] for column in columns)
+                if buffer.tell() >= CSV_CHUNK_BYTES:
+                    await response.write(buffer.getvalue().encode())
+                    buffer.seek(0)
+                    buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+# --- handlers ---------------------------------------------------------------------------------------------------
+
+async def list_sessions(request: web.Request) -> web.StreamResponse:
+    vendor_id = await require_vendor(request)
+    _check_parameters(request, SESSION_PARAMETERS)
+    filters = _session_filters(request)
+    limit = _limit(request)
+    raw_cursor = request.query.get("cursor")
+    after = SessionCursor.decode(raw_cursor) if raw_cursor is not None else None
+    if _wants_csv(request):
+        return await _stream_csv(request, "sessions.csv", list(VendorSessionView.model_fields),
+                                 lambda conn: sessions_cursor(conn, vendor_id, filters, after),
+                                 _session_view)
+    async with request.app[POOL].acquire() as conn:
+        rows, next_cursor = await sessions_page(conn, vendor_id, filters, after, limit)
+    return json_response(VendorSessionPage(sessions=[_session_view(row) for row in rows],
+                                           next_cursor=next_cursor.encode() if next_cursor else None))
+
+
+async def show_session(request: web.Request) -> web.Response:
+    vendor_id = await require_vendor(request)
+    session_id = parse_uuid(request.match_info["session_id"], "session")
+    async with request.app[POOL].acquire() as conn:
+        record = await vendor_session(conn, vendor_id, session_id)
+        if record is None:
+            raise NotFound(f"no session with id {session_id}", code="session_not_found")
+        lines = await session_charge_lines(conn, vendor_id, session_id)
+    asset = _asset(record)
+    charges = [ChargeLineView(id=line["id"], kind=line["kind"], amount=format_amount(line["amount"], asset),
+                              memo=line["memo"], created_at=iso(line["created_at"])) for line in lines]
+    return json_response(VendorSessionDetailView(**_session_view(record).model_dump(), charges=charges))
+
+
+async def charges_summary_view(request: web.Request) -> web.StreamResponse:
+    vendor_id = await require_vendor(request)
+    _check_parameters(request, SUMMARY_PARAMETERS)
+    started_from, started_to = _time_range(request)
+    group_by = _group_by(request)
+    if _wants_csv(request):
+        columns = [name for name in ChargesSummaryRow.model_fields if name != "day" or group_by is GroupBy.DAY]
+        return await _stream_csv(request, f"charges-by-{group_by}.csv", columns,
+                                 lambda conn: charges_summary_cursor(conn, vendor_id, started_from, started_to,
+                                                                     group_by),
+                                 _summary_row)
+    async with request.app[POOL].acquire() as conn:
+        rows = await charges_summary(conn, vendor_id, started_from, started_to, group_by)
+    return json_response(ChargesSummaryView(group_by=group_by.value, rows=[_summary_row(row) for row in rows]))
+
+
+routes = [
+    web.get("/api/v1/vendor/sessions", list_sessions),
+    web.get("/api/v1/vendor/sessions/{session_id}", show_session),
+    web.get("/api/v1/vendor/charges/summary", charges_summary_view),
+]

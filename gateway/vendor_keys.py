@@ -1,0 +1,68 @@
+"""Operator routes for vendor API keys (X-API-Key: ADMIN_API_KEY): rotate with an overlap, revoke, list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from billing.errors import InvalidRequest
+from billing.vendor_keys import list_keys, revoke_keys, rotate_key
+from gateway.auth import require_operator
+from gateway.http import json_response, read_body
+from gateway.keys import POOL, SETTINGS
+from gateway.permissions import parse_uuid
+from gateway.vendor_models import (
+    RevokedVendorKeysView,
+    RevokeVendorKeyRequest,
+    RotatedVendorKeyView,
+    RotateVendorKeyRequest,
+    VendorKeysView,
+    VendorKeyView,
+)
+from gateway.views import iso
+from paygo.settings import OperationsSettings
+
+
+async def rotate(request: web.Request) -> web.Response:
+    """A new key (shown once); the vendor's current keys stay valid for the overlap, then stop working."""
+    require_operator(request)
+    vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
+    body = await read_body(request, RotateVendorKeyRequest)
+    operations = request.app[SETTINGS].operations or OperationsSettings()
+    overlap = body.overlap_seconds if body.overlap_seconds is not None else operations.vendor_key_rotation_overlap_seconds
+    async with request.app[POOL].acquire() as conn:
+        rotated = await rotate_key(conn, vendor_id, overlap)
+    return json_response(RotatedVendorKeyView(vendor_id=str(vendor_id), api_key=rotated.api_key,
+                                              key_prefix=rotated.key_prefix,
+                                              previous_keys_expire_at=iso(rotated.previous_keys_expire_at)),
+                         status=201)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """Revoke at once one key (by `key_prefix`) or, with `"all": true`, every live key of the vendor."""
+    require_operator(request)
+    vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
+    body = await read_body(request, RevokeVendorKeyRequest)
+    if (body.key_prefix is None) == (not body.all):
+        raise InvalidRequest('send either "key_prefix" (one key) or "all": true (every key)', code="invalid_revocation")
+    async with request.app[POOL].acquire() as conn:
+        revoked = await revoke_keys(conn, vendor_id, body.key_prefix)
+    return json_response(RevokedVendorKeysView(vendor_id=str(vendor_id), revoked=revoked))
+
+
+async def keys(request: web.Request) -> web.Response:
+    require_operator(request)
+    vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
+    async with request.app[POOL].acquire() as conn:
+        found = await list_keys(conn, vendor_id)
+    return json_response(VendorKeysView(vendor_id=str(vendor_id), keys=[
+        VendorKeyView(key_prefix=key.key_prefix, created_at=iso(key.created_at), expires_at=iso(key.expires_at),
+                      revoked_at=iso(key.revoked_at), live=key.live)
+        for key in found
+    ]))
+
+
+routes = [
+    web.get("/api/v1/admin/vendors/{vendor_id}/keys", keys),
+    web.post("/api/v1/admin/vendors/{vendor_id}/keys/rotate", rotate),
+    web.post("/api/v1/admin/vendors/{vendor_id}/keys/revoke", revoke),
+]
