@@ -1,0 +1,78 @@
+"""Signed webhooks: per-receiver secrets derived from one key, the `PayGo-Signature` header, URL checks.
+
+No webhook secret is stored. Each receiver's secret is derived when needed as
+`"whsec_" + hex(HMAC-SHA256(WEBHOOK_SIGNING_KEY, "permission:<id>"))` (or `"vendor:<id>"`), shown to its owner
+once, and recomputed to sign every delivery. Rotating WEBHOOK_SIGNING_KEY therefore changes every secret.
+
+Signature (Stripe-style): `PayGo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>`, where
+the HMAC key is the secret string's UTF-8 bytes (including `whsec_`) and `body` is the raw request body. A receiver
+recomputes it, compares in constant time and refuses timestamps older than a few minutes (replays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from billing.errors import InvalidRequest
+
+SIGNATURE_HEADER = "PayGo-Signature"
+SECRET_PREFIX = "whsec_"
+MAX_URL_LENGTH = 2048
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+def webhook_secret(signing_key: str, owner: str) -> str:
+    """The secret of one receiver; `owner` is `"permission:<uuid>"` or `"vendor:<uuid>"`."""
+    digest = hmac.new(signing_key.encode(), owner.encode(), hashlib.sha256).hexdigest()
+    return SECRET_PREFIX + digest
+
+
+def permission_secret(signing_key: str, permission_id: UUID) -> str:
+    return webhook_secret(signing_key, f"permission:{permission_id}")
+
+
+def vendor_secret(signing_key: str, vendor_id: UUID) -> str:
+    return webhook_secret(signing_key, f"vendor:{vendor_id}")
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The `PayGo-Signature` header value for `body` sent at `timestamp` (unix seconds)."""
+    signed = str(timestamp).encode() + b"." + body
+    return f"t={timestamp},v1={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, *, now: int,
+                     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS) -> bool:
+    """What a receiver does: parse the header, check the timestamp window, compare in constant time."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        fields.setdefault(name, []).append(value)
+    timestamps = fields.get("t", [])
+    if len(timestamps) != 1 or not timestamps[0].isdigit():
+        return False
+    timestamp = int(timestamps[0])
+    if abs(now - timestamp) > tolerance_seconds:
+        return False
+    expected = sign(secret, timestamp, body).partition(",v1=")[2]
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
+
+
+def validate_notify_url(raw: str) -> str:
+    """An absolute http(s) URL with a host and no credentials; anything else is refused with 422."""
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number or out of range
+    except ValueError:
+        parts = None
+    if (
+        parts is None or len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname
+        or parts.username is not None or parts.password is not None or any(c.isspace() for c in url)
+    ):
+        raise InvalidRequest("notify_url must be an absolute http or https URL without credentials",
+                             code="invalid_notify_url")
+    return url

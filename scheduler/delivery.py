@@ -1,0 +1,107 @@
+"""The outbox delivery job: POST due messages as signed webhooks, retry failures with backoff.
+
+One run claims a batch (billing.outbox.claim_due), sends the batch concurrently with a tight timeout, and records
+each result. Each message's body is the JSON of its payload, signed with the receiver's derived secret
+(billing.webhooks): the permission's for reminders, the vendor's for vendor webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiohttp
+import asyncpg
+
+from billing.cache import PermissionCache
+from billing.outbox import OutboxMessage, RetryPolicy, claim_due, mark_delivered, mark_failed
+from billing.webhooks import SIGNATURE_HEADER, permission_secret, sign, vendor_secret
+
+USER_AGENT = "PayGo-Webhooks/1"
+DEFAULT_BATCH_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    claimed: int
+    delivered: int
+    retrying: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    status_code: int | None  # None: no answer
+    error: str | None  # None: delivered (then status_code is the 2xx received)
+
+
+def message_body(message: OutboxMessage) -> bytes:
+    """The exact bytes sent and signed (compact JSON; amounts in payloads are strings)."""
+    return json.dumps(message.payload, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def _secret_for(message: OutboxMessage, signing_key: str) -> str:
+    if message.permission_id is not None:
+        return permission_secret(signing_key, message.permission_id)
+    if message.vendor_id is not None:
+        return vendor_secret(signing_key, message.vendor_id)
+    raise ValueError(f"outbox message {message.id} has no receiver to sign for")
+
+
+async def _post(http: aiohttp.ClientSession, message: OutboxMessage, signing_key: str, *, now: datetime,
+                timeout_seconds: float) -> _Attempt:
+    body = message_body(message)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "PayGo-Event": message.event_type,
+        "PayGo-Delivery": str(message.id),
+        SIGNATURE_HEADER: sign(_secret_for(message, signing_key), int(now.timestamp()), body),
+    }
+    try:
+        async with http.post(message.target_url, data=body, headers=headers, allow_redirects=False,
+                             timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
+            if 200 <= response.status < 300:
+                return _Attempt(response.status, None)
+            return _Attempt(response.status, f"HTTP {response.status} {response.reason or ''}".strip())
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        return _Attempt(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+async def deliver_due(
+    pool: asyncpg.Pool,
+    http: aiohttp.ClientSession,
+    *,
+    signing_key: str | None,
+    policy: RetryPolicy,
+    now: datetime,
+    timeout_seconds: float,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache: PermissionCache | None = None,
+) -> DeliverySummary:
+    """Deliver one batch of due messages. Without a signing key nothing is sent (no receiver can be configured
+    without one, see WEBHOOK_SIGNING_KEY) and the messages wait. `cache`: permission views to refresh (they show
+    their reminders' delivery status)."""
+    if signing_key is None:
+        return DeliverySummary(0, 0, 0, 0)
+    lease = timedelta(seconds=timeout_seconds * 2 + 30)  # longer than any send, so a live holder keeps its lease
+    async with pool.acquire() as conn:
+        messages = await claim_due(conn, now=now, limit=batch_size, lease=lease)
+    attempts = await asyncio.gather(
+        *(_post(http, message, signing_key, now=now, timeout_seconds=timeout_seconds) for message in messages)
+    )
+    delivered = retrying = dead = 0
+    async with pool.acquire() as conn:
+        for message, attempt in zip(messages, attempts, strict=True):
+            if attempt.error is None:
+                delivered += await mark_delivered(conn, message, now=now, status_code=attempt.status_code)
+                continue
+            status = await mark_failed(conn, message, now=now, policy=policy, error=attempt.error,
+                                       status_code=attempt.status_code)
+            retrying += status == "pending"
+            dead += status == "dead"
+    if cache is not None:
+        await cache.invalidate(*{m.permission_id for m in messages if m.permission_id is not None})
+    return DeliverySummary(len(messages), delivered, retrying, dead)
