@@ -53,6 +53,8 @@ class Permission:
     created_at: datetime
     activated_at: datetime | None
     expires_at: datetime
+    notify_url: str | None = None  # receiver of the permission's reminders (signed webhooks)
+    payment_due_at: datetime | None = None  # end of the payment window of a pending permission
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Permission:
@@ -74,6 +76,8 @@ class Permission:
             created_at=record["created_at"],
             activated_at=record["activated_at"],
             expires_at=record["expires_at"],
+            notify_url=record["notify_url"],
+            payment_due_at=record["payment_due_at"],
         )
 
     def is_expired_at(self, moment: datetime) -> bool:
@@ -89,7 +93,8 @@ class Permission:
 
 PERMISSION_COLUMNS = """
     id, funding_source, asset, user_wallet_address, approved_amount, rate_per_hour, duration_days, status,
-    balance, funded_amount, charged_amount, payment_address, payment_locator, checkout_url, created_at, activated_at, expires_at
+    balance, funded_amount, charged_amount, payment_address, payment_locator, checkout_url, created_at, activated_at, expires_at,
+    notify_url, payment_due_at
 """
 
 
@@ -107,6 +112,8 @@ class NewPermission:
     payment_address: str | None
     payment_locator: str | None
     checkout_url: str | None = None
+    notify_url: str | None = None
+    payment_window_hours: int = 24  # payment_due_at = created_at + this (never after expiry)
 
 
 async def insert_permission(conn: asyncpg.Connection, new: NewPermission) -> Permission:
@@ -114,13 +121,14 @@ async def insert_permission(conn: asyncpg.Connection, new: NewPermission) -> Per
         f"""
         INSERT INTO permissions (id, funding_source, asset, asset_decimals, user_wallet_address, token_hash,
                                  approved_amount, rate_per_hour, duration_days, payment_address, payment_locator,
-                                 checkout_url, expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(days => $9))
+                                 checkout_url, expires_at, notify_url, payment_due_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(days => $9), $13,
+                least(now() + make_interval(hours => $14), now() + make_interval(days => $9)))
         RETURNING {PERMISSION_COLUMNS}
         """,
         new.id, new.funding_source, new.asset, new.asset_decimals, new.user_wallet_address, new.token_hash,
         new.approved_amount, new.rate_per_hour, new.duration_days, new.payment_address, new.payment_locator,
-        new.checkout_url,
+        new.checkout_url, new.notify_url, new.payment_window_hours,
     )
     return Permission.from_record(record)
 

@@ -5,7 +5,8 @@ Each method holds a pooled connection only for its database work, never across a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,6 +15,7 @@ import asyncpg
 
 from billing.assets import Asset, AssetRegistry
 from billing.cache import PermissionCache
+from billing.direct_charges import DirectCharge, allocate_direct_charge_addresses, direct_charge_of_session
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.money import parse_amount
 from billing.permissions import (
@@ -28,10 +30,22 @@ from billing.permissions import (
     payments_of,
     permission_id_for_token,
 )
+from billing.reminders import (
+    OpenSession,
+    ReminderPolicy,
+    SentReminder,
+    open_sessions_of,
+    reminders_of,
+    renewal_due,
+)
 from billing.secrets import new_permission_token, secret_hash
 from billing.sessions import OpenedSession, Session, end_session, open_session, session_by_code
 from billing.vendors import NewVendor, create_vendor, vendor_for_key
+from billing.webhooks import permission_secret, validate_notify_url
 from chains.base import FundingRequest, FundingSource, PaymentTarget
+
+
+OnInsert = Callable[[asyncpg.Connection, Permission], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +58,15 @@ class PermissionRequest:
     requested_amount: object
     rate_per_hour: object
     duration_days: object | None = None
+    notify_url: str | None = None
+    funding_extra: dict[str, str] = field(default_factory=dict)  # source-specific options (card success_url)
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedPermission:
     permission: Permission
     permission_token: str  # shown once
+    notify_secret: str | None = None  # shown once, when the permission has a notify_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,9 @@ class PermissionState:
     permission: Permission
     payments: list[PaymentRow]
     now: datetime
+    reminders: list[SentReminder] = field(default_factory=list)
+    open_sessions: list[OpenSession] = field(default_factory=list)
+    renewal_due: bool = False  # computed on every read from the permission, `now` and the reminder policy
 
 
 class BillingService:
@@ -71,6 +91,9 @@ class BillingService:
         max_duration_days: int,
         max_amount_units: dict[str, int],
         min_confirmations: dict[str, int],
+        webhook_signing_key: str | None = None,
+        payment_window_hours: int = 24,
+        reminder_policy: ReminderPolicy = ReminderPolicy(),
     ) -> None:
         self.pool = pool
         self.sources = sources
@@ -80,6 +103,9 @@ class BillingService:
         self.max_duration_days = max_duration_days
         self.max_amount_units = max_amount_units
         self.min_confirmations = min_confirmations
+        self.webhook_signing_key = webhook_signing_key
+        self.payment_window_hours = payment_window_hours
+        self.reminder_policy = reminder_policy
 
     def source(self, name: str) -> FundingSource:
         source = self.sources.get(name)
@@ -103,7 +129,10 @@ class BillingService:
                                  code="invalid_duration")
         return raw
 
-    async def create_permission(self, request: PermissionRequest) -> CreatedPermission:
+    async def create_permission(self, request: PermissionRequest, *, on_insert: OnInsert | None = None
+                                ) -> CreatedPermission:
+        """Create a permission. `on_insert`, if given, runs in the transaction that inserts it (to record what
+        authorized it, such as a wallet's signed EIP-712 authorization); an error there creates nothing."""
         source = self.source(request.funding_source)
         asset = self.asset_for(request.funding_source, request.asset)
         wallet = source.validate_address(request.user_wallet_address)
@@ -111,19 +140,34 @@ class BillingService:
         amount = parse_amount(request.requested_amount, asset, "requested_amount", maximum)
         rate = parse_amount(request.rate_per_hour, asset, "rate_per_hour", maximum)
         duration = self._duration(request.duration_days)
+        notify_url = self._notify_url(request.notify_url)
         permission_id = uuid4()
         instructions = await source.prepare_funding(
-            FundingRequest(reference=str(permission_id), asset=asset.code, amount_units=amount, payer=wallet)
+            FundingRequest(reference=str(permission_id), asset=asset.code, amount_units=amount, payer=wallet,
+                           extra=request.funding_extra)
         )
         token = new_permission_token()
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             permission = await insert_permission(conn, NewPermission(
                 id=permission_id, funding_source=source.name, asset=asset.code, asset_decimals=asset.decimals,
                 user_wallet_address=wallet, token_hash=secret_hash(token), approved_amount=amount,
                 rate_per_hour=rate, duration_days=duration, payment_address=instructions.payment_address,
                 payment_locator=instructions.locator, checkout_url=instructions.checkout_url,
+                notify_url=notify_url, payment_window_hours=self.payment_window_hours,
             ))
-        return CreatedPermission(permission, token)
+            if on_insert is not None:
+                await on_insert(conn, permission)
+        notify_secret = (permission_secret(self.webhook_signing_key, permission_id)
+                         if notify_url is not None and self.webhook_signing_key is not None else None)
+        return CreatedPermission(permission, token, notify_secret)
+
+    def _notify_url(self, raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        if self.webhook_signing_key is None:
+            raise InvalidRequest("this gateway sends no webhooks (WEBHOOK_SIGNING_KEY is not set): omit notify_url",
+                                 code="webhooks_not_configured")
+        return validate_notify_url(raw)
 
     async def permission_for_token(self, token: str) -> UUID | None:
         async with self.pool.acquire() as conn:
@@ -132,15 +176,19 @@ class BillingService:
     async def permission_state(self, permission_id: UUID) -> PermissionState:
         cached = await self.cache.get(permission_id)
         if cached is not None:
-            return _state_from_cache(cached)
+            return self._with_renewal_due(_state_from_cache(cached))
         async with self.pool.acquire() as conn:
             permission = await get_permission(conn, permission_id)
             if permission is None:
                 raise NotFound("permission not found", code="permission_not_found")
             state = PermissionState(permission, await payments_of(conn, permission_id),
-                                    await conn.fetchval("SELECT now()"))
+                                    await conn.fetchval("SELECT now()"), await reminders_of(conn, permission_id),
+                                    await open_sessions_of(conn, permission_id))
         await self.cache.put(permission_id, _state_to_cache(state))
-        return state
+        return self._with_renewal_due(state)
+
+    def _with_renewal_due(self, state: PermissionState) -> PermissionState:
+        return replace(state, renewal_due=renewal_due(state.permission, state.now, self.reminder_policy))
 
     async def wallet_permission(self, funding_source: str, address: str) -> Permission | None:
         wallet = self.source(funding_source).validate_address(address)
@@ -168,10 +216,22 @@ class BillingService:
             await self.cache.invalidate(permission.id)
         return await self.permission_state(permission_id)
 
+    async def payments_claimed_elsewhere(self, funding_source: str, txids: Sequence[str],
+                                         permission_id: UUID) -> list[str]:
+        """The txids among `txids` that already fund another permission (one payment funds one permission)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT txid FROM payments WHERE funding_source = $1 AND txid = ANY($2::text[])"
+                " AND permission_id IS DISTINCT FROM $3 ORDER BY txid",
+                funding_source, list(txids), permission_id,
+            )
+        return [row["txid"] for row in rows]
+
     async def open_session(self, permission_id: UUID, user_wallet_address: str, vendor_id: UUID) -> OpenedSession:
         async with self.pool.acquire() as conn:
             opened = await open_session(conn, permission_id, user_wallet_address=user_wallet_address,
                                         vendor_id=vendor_id)
+        await self.cache.invalidate(permission_id)  # the view projects its run-out from the open sessions
         return opened
 
     async def end_session(self, session_code: str) -> tuple[Session, Permission]:
@@ -179,6 +239,16 @@ class BillingService:
             session, permission = await end_session(conn, session_code)
         await self.cache.invalidate(permission.id)
         return session, permission
+
+    async def direct_charge_of_session(self, session_id: UUID) -> DirectCharge | None:
+        """The session's direct charge, given its payment address first if the scheduler has not yet."""
+        async with self.pool.acquire() as conn:
+            charge = await direct_charge_of_session(conn, session_id)
+        if charge is not None and charge.payment_address is None and charge.status != "paid":
+            await allocate_direct_charge_addresses(self.pool, self.sources, only=charge.id)
+            async with self.pool.acquire() as conn:
+                charge = await direct_charge_of_session(conn, session_id)
+        return charge
 
     async def session_state(self, session_code: str) -> tuple[Session, Permission, datetime]:
         async with self.pool.acquire() as conn:
@@ -190,9 +260,9 @@ class BillingService:
         assert permission is not None
         return session, permission, now
 
-    async def create_vendor(self, name: str) -> NewVendor:
+    async def create_vendor(self, name: str, direct_charge_grace_seconds: int = 0) -> NewVendor:
         async with self.pool.acquire() as conn:
-            return await create_vendor(conn, name)
+            return await create_vendor(conn, name, direct_charge_grace_seconds)
 
     async def vendor_for_key(self, api_key: str) -> UUID | None:
         async with self.pool.acquire() as conn:
@@ -203,7 +273,13 @@ def _state_to_cache(state: PermissionState) -> dict[str, Any]:
     return {
         "permission": asdict(state.permission),
         "payments": [asdict(p) for p in state.payments],
+        "reminders": [asdict(r) for r in state.reminders],
+        "open_sessions": [asdict(s) for s in state.open_sessions],
     }
+
+
+def _optional_datetime(raw: str | None) -> datetime | None:
+    return datetime.fromisoformat(raw) if raw else None
 
 
 def _state_from_cache(data: dict[str, Any]) -> PermissionState:
@@ -215,7 +291,13 @@ def _state_from_cache(data: dict[str, Any]) -> PermissionState:
         "created_at": datetime.fromisoformat(raw["created_at"]),
         "activated_at": datetime.fromisoformat(raw["activated_at"]) if raw["activated_at"] else None,
         "expires_at": datetime.fromisoformat(raw["expires_at"]),
+        "payment_due_at": _optional_datetime(raw.get("payment_due_at")),
     })
     payments = [PaymentRow(**{**p, "first_seen_at": datetime.fromisoformat(p["first_seen_at"])})
                 for p in data["payments"]]
-    return PermissionState(permission, payments, datetime.now(UTC))
+    reminders = [SentReminder(**{**r, "queued_at": datetime.fromisoformat(r["queued_at"]),
+                                 "delivered_at": _optional_datetime(r["delivered_at"])})
+                 for r in data.get("reminders", [])]
+    open_sessions = [OpenSession(**{**s, "started_at": datetime.fromisoformat(s["started_at"])})
+                     for s in data.get("open_sessions", [])]
+    return PermissionState(permission, payments, datetime.now(UTC), reminders, open_sessions)

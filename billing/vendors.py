@@ -11,6 +11,7 @@ from billing.errors import InvalidRequest
 from billing.secrets import VENDOR_KEY_PREFIX, new_vendor_key, secret_hash
 
 MAX_VENDOR_NAME_LENGTH = 200
+MAX_GRACE_SECONDS = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +21,20 @@ class NewVendor:
     api_key: str  # shown once
 
 
-async def create_vendor(conn: asyncpg.Connection, name: str) -> NewVendor:
+async def create_vendor(conn: asyncpg.Connection, name: str, direct_charge_grace_seconds: int = 0) -> NewVendor:
+    """A vendor with its first API key. `direct_charge_grace_seconds` > 0 lets its sessions run on a direct
+    (on-chain) charge for that long after their permission ran dry (the hybrid fallback)."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > MAX_VENDOR_NAME_LENGTH:
         raise InvalidRequest(f"name must be 1 to {MAX_VENDOR_NAME_LENGTH} characters", code="invalid_vendor_name")
+    if not 0 <= direct_charge_grace_seconds <= MAX_GRACE_SECONDS:
+        raise InvalidRequest(f"direct_charge_grace_seconds must be from 0 to {MAX_GRACE_SECONDS}",
+                             code="invalid_grace")
     async with conn.transaction():
-        vendor_id = await conn.fetchval("INSERT INTO vendors (name) VALUES ($1) RETURNING id", name)
+        vendor_id = await conn.fetchval(
+            "INSERT INTO vendors (name, direct_charge_grace_seconds) VALUES ($1, $2) RETURNING id",
+            name, direct_charge_grace_seconds,
+        )
         api_key = await add_key(conn, vendor_id)
     return NewVendor(vendor_id, name, api_key)
 

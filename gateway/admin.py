@@ -13,7 +13,7 @@ from gateway.models import CreateVendorRequest, VendorCreatedView
 async def create_vendor(request: web.Request) -> web.Response:
     require_operator(request)
     body = await read_body(request, CreateVendorRequest)
-    vendor = await request.app[BILLING].create_vendor(body.name)
+    vendor = await request.app[BILLING].create_vendor(body.name, body.direct_charge_grace_seconds)
     return json_response(VendorCreatedView(vendor_id=str(vendor.vendor_id), name=vendor.name,
                                            api_key=vendor.api_key), status=201)
 

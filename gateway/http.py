@@ -55,6 +55,13 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise InvalidRequest(problems, code="invalid_request") from None
 
 
+def route_name(request: web.Request) -> str:
+    """The matched route's template (`/api/v1/sessions/{session_code}`) or "unmatched": what logs and metrics name
+    a request by, never its path, which can carry a secret (a session code) and has unbounded variety."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     return web.json_response(payload, status=status, dumps=lambda obj: json.dumps(obj, default=str))
@@ -97,12 +104,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(503, "database_unavailable", "the database is not answering; retry shortly",
                               {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     except asyncpg.PostgresError as exc:
-        log.exception("database error on %s %s (request %s)", request.method, request.path,
+        log.exception("database error on %s %s (request %s)", request.method, route_name(request),
                       request.get(REQUEST_ID_KEY))
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); request id "
                               f"{request.get(REQUEST_ID_KEY)}")
     except Exception:
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.path,
+        log.exception("unhandled error on %s %s (request %s)", request.method, route_name(request),
                       request.get(REQUEST_ID_KEY))
         return error_response(500, "internal_error", f"internal error; request id {request.get(REQUEST_ID_KEY)}")
 

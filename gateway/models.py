@@ -31,6 +31,8 @@ class CreatePermissionRequest(RequestModel):
     rate_per_hour: AmountInput
     duration_days: Annotated[int, Field(strict=True)] | None = None
     asset: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+    notify_url: Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)] | None = Field(
+        default=None, description="http(s) URL that receives the permission's reminders as signed webhooks")
 
 
 class CreateSessionRequest(RequestModel):
@@ -44,6 +46,9 @@ class EndSessionRequest(RequestModel):
 
 class CreateVendorRequest(RequestModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    direct_charge_grace_seconds: Annotated[int, Field(strict=True, ge=0, le=86400)] = Field(
+        0, description="How long a session may go on, paid by a direct on-chain charge, after its permission "
+                       "ran dry (0: it ends at once)")
 
 
 class ErrorBody(BaseModel):
@@ -62,6 +67,13 @@ class PaymentView(BaseModel):
     confirmations: int
     block_height: int | None
     status: Literal["seen", "credited", "late", "orphaned"]
+
+
+class ReminderView(BaseModel):
+    kind: str = Field(examples=["expires_in_72h", "expires_in_24h", "low_balance"])
+    queued_at: str
+    delivery_status: Literal["pending", "delivered", "dead"]
+    delivered_at: str | None
 
 
 class PermissionView(BaseModel):
@@ -92,10 +104,18 @@ class PermissionView(BaseModel):
     created_at: str
     activated_at: str | None
     expires_at: str
+    payment_due_at: str | None = Field(default=None, description="A pending permission expires unpaid after this")
+    notify_url: str | None = None
+    renewal_due: bool = Field(default=False, description="Expiring within the first reminder lead, low or exhausted")
+    projected_run_out_at: str | None = Field(
+        default=None, description="When the balance runs out if the open sessions go on; null when none is open")
+    reminders: list[ReminderView] = Field(default_factory=list)
 
 
 class CreatedPermissionView(PermissionView):
     permission_token: str = Field(description="Shown only in this answer; send as `Authorization: Bearer ...`")
+    notify_secret: str | None = Field(
+        default=None, description="Shown only in this answer, when notify_url is set: verifies PayGo-Signature")
 
 
 class BalanceView(BaseModel):
@@ -117,6 +137,16 @@ class SessionCreatedView(BaseModel):
     started_at: str
 
 
+class DirectChargeView(BaseModel):
+    """What a session owes on chain after its permission ran dry (hybrid fallback)."""
+
+    id: str
+    status: Literal["accruing", "pending_payment", "paid", "waived"]
+    amount: AmountString
+    paid_amount: AmountString
+    payment_address: str | None = Field(description="null until the funding source gave one; retry shortly")
+
+
 class SessionEndView(BaseModel):
     id: str
     session_id: str
@@ -126,6 +156,7 @@ class SessionEndView(BaseModel):
     duration_seconds: int
     status: str
     uncovered_amount: AmountString
+    direct_charge: DirectChargeView | None = None
 
 
 class SessionView(BaseModel):
@@ -142,6 +173,7 @@ class SessionView(BaseModel):
     remaining_hours: HoursString
     permission_id: str
     permission_status: str
+    direct_charge: DirectChargeView | None = None
 
 
 class VendorCreatedView(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from billing.errors import NotFound, ServiceUnavailable
 from billing.money import format_amount, format_hours, hours_for, parse_amount
-from billing.service import BillingService, PermissionRequest, PermissionState
+from billing.service import BillingService, OnInsert, PermissionRequest, PermissionState
 from chains.zcash import ZcashFundingSource
 from chains.zcash_address import decode_address
 from gateway.auth import is_operator, require_permission_access, token_permission
@@ -32,22 +34,49 @@ def _view(billing: BillingService, state: PermissionState, funding_source: str) 
     return permission_view(state, asset, billing.min_confirmations.get(funding_source, 1))
 
 
-def permission_routes(funding_source: str) -> list[web.RouteDef]:
-    """The routes for one funding source; each handler knows which source it serves."""
+# A source's check of a create request before anything is stored (a wallet's signature, say); it may return a
+# callback run in the transaction that inserts the permission (to record what authorized it).
+Authorize = Callable[[web.Request, Any, PermissionRequest], Awaitable[OnInsert | None]]
+# A source's hints for verify (transaction hashes the request names), given the permission's current state.
+VerifyHints = Callable[[web.Request, PermissionState], Awaitable[tuple[str, ...]]]
+# Source-specific options for prepare_funding taken from the create body (card: success_url, cancel_url).
+FundingExtra = Callable[[Any], dict[str, str]]
+# Fields a source adds to every answer about one of its permissions (card: checkout_url, refunds, debt).
+ExtraFields = Callable[[web.Request, PermissionState], Awaitable[dict[str, Any]]]
+
+
+def permission_routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = CreatePermissionRequest,
+                      authorize: Authorize | None = None,
+                      verify_hints: VerifyHints | None = None, funding_extra: FundingExtra | None = None,
+                      extra_fields: ExtraFields | None = None) -> list[web.RouteDef]:
+    """The routes for one funding source; each handler knows which source it serves. A source may read a richer
+    create body (`create_body`), check it (`authorize`) and name transactions to verify (`verify_hints`), pass
+    options to its funding (`funding_extra`) and add fields to its answers (`extra_fields`)."""
     base = f"/api/v1/{funding_source}/permissions"
+
+    async def answer(request: web.Request, view: PermissionView, state: PermissionState,
+                     status: int = 200) -> web.Response:
+        if extra_fields is None:
+            return json_response(view, status=status)
+        return json_response({**view.model_dump(mode="json"), **await extra_fields(request, state)}, status=status)
 
     async def create(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
-        body = await read_body(request, CreatePermissionRequest)
-        created = await billing.create_permission(PermissionRequest(
+        body = await read_body(request, create_body)
+        permission_request = PermissionRequest(
             funding_source=funding_source, asset=body.asset or DEFAULT_ASSET[funding_source],
             user_wallet_address=body.user_wallet_address, requested_amount=body.requested_amount,
-            rate_per_hour=body.rate_per_hour, duration_days=body.duration_days,
-        ))
+            rate_per_hour=body.rate_per_hour, duration_days=body.duration_days, notify_url=body.notify_url,
+            funding_extra=funding_extra(body) if funding_extra is not None else {},
+        )
+        on_insert = await authorize(request, body, permission_request) if authorize is not None else None
+        created = await billing.create_permission(permission_request, on_insert=on_insert)
         state = await billing.permission_state(created.permission.id)
         view = _view(billing, state, funding_source)
-        return json_response(CreatedPermissionView(**view.model_dump(), permission_token=created.permission_token),
-                             status=201)
+        return await answer(request, CreatedPermissionView(**view.model_dump(),
+                                                           permission_token=created.permission_token,
+                                                           notify_secret=created.notify_secret),
+                            state, status=201)
 
     async def show(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
@@ -55,7 +84,7 @@ def permission_routes(funding_source: str) -> list[web.RouteDef]:
         await require_permission_access(request, permission_id)
         state = await billing.permission_state(permission_id)
         _require_source(state.permission.funding_source, funding_source)
-        return json_response(_view(billing, state, funding_source))
+        return await answer(request, _view(billing, state, funding_source), state)
 
     async def verify(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
@@ -63,8 +92,9 @@ def permission_routes(funding_source: str) -> list[web.RouteDef]:
         await require_permission_access(request, permission_id)
         state = await billing.permission_state(permission_id)
         _require_source(state.permission.funding_source, funding_source)
-        state = await billing.verify_permission(permission_id)
-        return json_response(_view(billing, state, funding_source))
+        hints = await verify_hints(request, state) if verify_hints is not None else ()
+        state = await billing.verify_permission(permission_id, hints)
+        return await answer(request, _view(billing, state, funding_source), state)
 
     async def for_wallet(request: web.Request) -> web.Response:
         """The wallet's permission: the operator sees the newest that matters; a token holder sees their own."""
@@ -81,7 +111,7 @@ def permission_routes(funding_source: str) -> list[web.RouteDef]:
         wallet = billing.source(funding_source).validate_address(address)
         if state.permission.user_wallet_address != wallet or state.permission.funding_source != funding_source:
             raise NotFound("no permission for this wallet under this token", code="permission_not_found")
-        return json_response(_view(billing, state, funding_source))
+        return await answer(request, _view(billing, state, funding_source), state)
 
     return [
         web.post(base, create),

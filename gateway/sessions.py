@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from billing.errors import Forbidden
+from billing.events import publish_session_updates
 from gateway.auth import token_permission
 from gateway.http import json_response, read_body
-from gateway.keys import BILLING
+from gateway.keys import BILLING, REDIS
 from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView
 from gateway.permissions import parse_uuid
 from gateway.views import iso, session_end_view, session_view
@@ -31,7 +32,9 @@ async def end_session(request: web.Request) -> web.Response:
     billing = request.app[BILLING]
     body = await read_body(request, EndSessionRequest)
     session, permission = await billing.end_session(body.session_code)
-    return json_response(session_end_view(session, billing.assets[permission.asset]))
+    await publish_session_updates(request.app[REDIS], [session.id])
+    charge = await billing.direct_charge_of_session(session.id)
+    return json_response(session_end_view(session, billing.assets[permission.asset], charge))
 
 
 async def show_session(request: web.Request) -> web.Response:
@@ -40,7 +43,8 @@ async def show_session(request: web.Request) -> web.Response:
     session, permission, now = await billing.session_state(request.match_info["session_code"])
     if session.permission_id != permission_id:
         raise Forbidden("this session belongs to another permission", code="forbidden")
-    return json_response(session_view(session, permission, billing.assets[permission.asset], now))
+    charge = await billing.direct_charge_of_session(session.id)
+    return json_response(session_view(session, permission, billing.assets[permission.asset], now, charge))
 
 
 routes = [

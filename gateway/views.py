@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from billing.assets import Asset
+from billing.direct_charges import DirectCharge
 from billing.money import format_amount, format_hours, hours_for, owed_for
 from billing.permissions import Permission
+from billing.reminders import projected_run_out_at
 from billing.service import PermissionState
 from billing.sessions import Session
-from gateway.models import PaymentView, PermissionView, SessionEndView, SessionView
+from gateway.models import (
+    DirectChargeView,
+    PaymentView,
+    PermissionView,
+    ReminderView,
+    SessionEndView,
+    SessionView,
+)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -52,10 +61,24 @@ def permission_view(state: PermissionState, asset: Asset, confirmations_required
         created_at=iso(p.created_at),
         activated_at=iso(p.activated_at),
         expires_at=iso(p.expires_at),
+        payment_due_at=iso(p.payment_due_at),
+        notify_url=p.notify_url,
+        renewal_due=state.renewal_due,
+        projected_run_out_at=iso(projected_run_out_at(p, state.open_sessions, state.now)),
+        reminders=[ReminderView(kind=r.kind, queued_at=iso(r.queued_at), delivery_status=r.delivery_status,
+                                delivered_at=iso(r.delivered_at)) for r in state.reminders],
     )
 
 
-def session_end_view(session: Session, asset: Asset) -> SessionEndView:
+def direct_charge_view(charge: DirectCharge | None, asset: Asset) -> DirectChargeView | None:
+    if charge is None:
+        return None
+    return DirectChargeView(id=str(charge.id), status=charge.status, amount=format_amount(charge.amount, asset),
+                            paid_amount=format_amount(charge.paid_amount, asset),
+                            payment_address=charge.payment_address)
+
+
+def session_end_view(session: Session, asset: Asset, charge: DirectCharge | None = None) -> SessionEndView:
     seconds = session.elapsed_seconds(session.ended_at or session.started_at)
     return SessionEndView(
         id=str(session.id),
@@ -66,10 +89,12 @@ def session_end_view(session: Session, asset: Asset) -> SessionEndView:
         duration_seconds=seconds,
         status="confirmed" if session.status == "ended" else session.status,
         uncovered_amount=format_amount(session.uncovered_amount, asset),
+        direct_charge=direct_charge_view(charge, asset),
     )
 
 
-def session_view(session: Session, permission: Permission, asset: Asset, now: datetime) -> SessionView:
+def session_view(session: Session, permission: Permission, asset: Asset, now: datetime,
+                 charge: DirectCharge | None = None) -> SessionView:
     seconds = session.elapsed_seconds(now)
     return SessionView(
         session_id=str(session.id),
@@ -85,4 +110,5 @@ def session_view(session: Session, permission: Permission, asset: Asset, now: da
         remaining_hours=format_hours(hours_for(permission.balance, permission.rate_per_hour)),
         permission_id=str(permission.id),
         permission_status=permission.status_at(now),
+        direct_charge=direct_charge_view(charge, asset),
     )

@@ -1,4 +1,4 @@
-"""The `paygo` command: serve, migrate, vendor create, zcash-regtest.
+"""The `paygo` command: serve, migrate, vendor (create, rotate-key, revoke-key, keys), report, zcash-regtest.
 
 `paygo serve` with no configuration runs on embedded defaults: the machine's PostgreSQL (or a private one under
 ./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose and the next curl to try.
@@ -16,16 +16,21 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from uuid import UUID
 
+import asyncpg
 from aiohttp import web
 
 from billing.db import create_pool
 from billing.errors import PayGoError
 from billing.schema import migrate
+from billing.vendor_keys import list_keys, revoke_keys, rotate_key
 from billing.vendors import create_vendor, rotate_demo_vendor_key
 from chains.zcash_address import ZcashNetwork, encode_transparent
 from paygo.embedded import find_or_start_postgres
-from paygo.settings import Settings, SettingsError, parse_listen
+from paygo.logs import configure_logging
+from paygo.report import VIEW_NAMES, format_table, operator_report
+from paygo.settings import OperationsSettings, Settings, SettingsError, parse_listen
 from regtest.zcash_node import start_zcash_regtest
 
 log = logging.getLogger("paygo")
@@ -37,12 +42,13 @@ EMBEDDED_MIN_CONFIRMATIONS = 1
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"paygo: configuration error: {exc}", file=sys.stderr)
         return 2
+    operations = settings.operations or OperationsSettings()
+    configure_logging(operations.log_format, operations.log_level)
     try:
         return asyncio.run(args.run(args, settings))
     except (SettingsError, PayGoError) as exc:
@@ -58,7 +64,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP gateway")
     serve.add_argument("--listen", metavar="HOST:PORT", help="overrides LISTEN_ADDR (default 127.0.0.1:8080)")
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="serve the API only; run the jobs elsewhere with `paygo scheduler`")
     serve.set_defaults(run=_serve)
+
+    scheduler = commands.add_parser("scheduler", help="run the background jobs only (any number of replicas)")
+    scheduler.set_defaults(run=_scheduler)
 
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations (also done at start-up)")
     migrate_cmd.set_defaults(run=_migrate)
@@ -68,6 +79,26 @@ def _parser() -> argparse.ArgumentParser:
     vendor_create = vendor_commands.add_parser("create", help="register a vendor; prints its id and API key once")
     vendor_create.add_argument("name")
     vendor_create.set_defaults(run=_vendor_create)
+    rotate_key = vendor_commands.add_parser(
+        "rotate-key", help="a new API key (printed once); the current keys keep working for the overlap")
+    rotate_key.add_argument("vendor_id", type=UUID)
+    rotate_key.add_argument("--overlap-seconds", type=int, metavar="N",
+                            help="how long the current keys stay valid (default VENDOR_KEY_ROTATION_OVERLAP_SECONDS)")
+    rotate_key.set_defaults(run=_vendor_rotate_key)
+    revoke_key = vendor_commands.add_parser("revoke-key", help="revoke one API key (by prefix) or all, at once")
+    revoke_key.add_argument("vendor_id", type=UUID)
+    which = revoke_key.add_mutually_exclusive_group(required=True)
+    which.add_argument("--prefix", metavar="KEY_PREFIX", help="the key's first characters, e.g. pgv_AbCd")
+    which.add_argument("--all", action="store_true", help="every live key of the vendor")
+    revoke_key.set_defaults(run=_vendor_revoke_key)
+    vendor_keys = vendor_commands.add_parser("keys", help="list the vendor's keys (prefixes and dates)")
+    vendor_keys.add_argument("vendor_id", type=UUID)
+    vendor_keys.set_defaults(run=_vendor_keys)
+
+    report = commands.add_parser("report", help="print the operator views as tables")
+    report.add_argument("--view", action="append", choices=VIEW_NAMES, help="only this view (repeatable)")
+    report.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="rows per view (default 50)")
+    report.set_defaults(run=_report)
 
     regtest = commands.add_parser("zcash-regtest", help="run the zcashd-compatible regtest stand-in (tests, demos)")
     regtest.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:18232")
@@ -76,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     regtest.add_argument("--personality", choices=["zcashd", "zallet"], default="zcashd")
     regtest.set_defaults(run=_zcash_regtest)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 @contextlib.asynccontextmanager
@@ -107,6 +144,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.listen:
         host, port = parse_listen(args.listen)
         settings = replace(settings, listen_host=host, listen_port=port)
+    if args.no_scheduler:
+        settings = replace(settings, scheduler=replace(settings.scheduler, enabled=False))
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(_database(settings))
         embedded_demo = settings.zcash.rpc_url is None
@@ -168,6 +207,16 @@ Then pay its payment_address from the regtest faucet and mine a block (see READM
 """, flush=True)
 
 
+async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from paygo.wiring import open_runtime
+    from scheduler.runner import running_scheduler
+
+    async with _database(settings) as resolved, open_runtime(resolved) as runtime, running_scheduler(runtime):
+        print("PayGo scheduler running; stop with Ctrl-C", flush=True)
+        await _wait_for_signal()
+    return 0
+
+
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as resolved:
         pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
@@ -180,18 +229,61 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _vendor_create(args: argparse.Namespace, settings: Settings) -> int:
+@contextlib.asynccontextmanager
+async def _connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """One connection to the (migrated) database, for the one-shot commands."""
     async with _database(settings) as resolved:
         pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-                vendor = await create_vendor(conn, args.name)
+                yield conn
         finally:
             await pool.close()
+
+
+async def _vendor_create(args: argparse.Namespace, settings: Settings) -> int:
+    async with _connection(settings) as conn:
+        vendor = await create_vendor(conn, args.name)
     print(f"vendor_id: {vendor.vendor_id}")
     print(f"api_key:   {vendor.api_key}")
     print("The API key is shown only now; it is stored hashed.", file=sys.stderr)
+    return 0
+
+
+async def _vendor_rotate_key(args: argparse.Namespace, settings: Settings) -> int:
+    operations = settings.operations or OperationsSettings()
+    overlap = args.overlap_seconds if args.overlap_seconds is not None else operations.vendor_key_rotation_overlap_seconds
+    async with _connection(settings) as conn:
+        rotated = await rotate_key(conn, args.vendor_id, overlap)
+    print(f"vendor_id:  {rotated.vendor_id}")
+    print(f"api_key:    {rotated.api_key}")
+    print(f"key_prefix: {rotated.key_prefix}")
+    if rotated.previous_keys_expire_at is not None:
+        print(f"previous keys stop working at {rotated.previous_keys_expire_at.isoformat()}")
+    print("The API key is shown only now; it is stored hashed.", file=sys.stderr)
+    return 0
+
+
+async def _vendor_revoke_key(args: argparse.Namespace, settings: Settings) -> int:
+    async with _connection(settings) as conn:
+        revoked = await revoke_keys(conn, args.vendor_id, None if args.all else args.prefix)
+    print(f"revoked {revoked} key(s) of vendor {args.vendor_id}")
+    return 0
+
+
+async def _vendor_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async with _connection(settings) as conn:
+        keys = await list_keys(conn, args.vendor_id)
+    print(format_table(["key_prefix", "created_at", "expires_at", "revoked_at", "live"],
+                       [(k.key_prefix, k.created_at, k.expires_at, k.revoked_at, "yes" if k.live else "no")
+                        for k in keys]))
+    return 0
+
+
+async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    async with _connection(settings) as conn:
+        print(await operator_report(conn, args.view or VIEW_NAMES, args.limit), end="")
     return 0
 
 

@@ -21,7 +21,8 @@ from gateway.app import create_app
 from paygo.settings import Settings
 from regtest.zcash_node import RunningNode, start_zcash_regtest
 
-pytest_plugins = ["tests.services", "tests.zcash_fixtures"]
+pytest_plugins = ["tests.services", "tests.zcash_fixtures", "tests.ethereum_fixtures", "tests.webhook_fixtures",
+                  "tests.stripe_fixtures"]
 
 RPC_USER = "paygo-test"
 ADMIN_KEY = "admin-" + secrets.token_urlsafe(24)
@@ -49,6 +50,7 @@ def gateway_env(database_dsn: str, redis_url: str | None, node: RunningNode, pas
         "ZCASH_NETWORK": "regtest",
         "ZCASH_MIN_CONFIRMATIONS": str(MIN_CONFIRMATIONS),
         "ZCASH_RPC_TIMEOUT_SECONDS": "2",
+        "SCHEDULER_ENABLED": "false",  # tests drive the jobs themselves, at the instants they choose
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
