@@ -88,8 +88,9 @@ async def find_or_start_postgres(state_dir: Path, database: str) -> EmbeddedPost
     return await start_private_postgres(state_dir, database)
 
 
-async def start_private_postgres(state_dir: Path, database: str) -> EmbeddedPostgres:
-    """Starts a PostgreSQL server of our own on a free port, its cluster under `state_dir/pg` (made on first use)."""
+async def start_private_postgres(state_dir: Path, database: str, port: int | None = None) -> EmbeddedPostgres:
+    """Starts a PostgreSQL server of our own on `port` (default: a free one), its cluster under `state_dir/pg`
+    (made on first use)."""
     bin_dir = postgres_bin_dir()
     pg_dir = state_dir.resolve() / "pg"
     data_dir = pg_dir / "data"
@@ -102,7 +103,7 @@ async def start_private_postgres(state_dir: Path, database: str) -> EmbeddedPost
     if not (data_dir / "PG_VERSION").exists():
         await _initdb(bin_dir, data_dir, as_postgres_user)
 
-    port = _free_port()
+    port = port or _free_port()
     log_path = pg_dir / "postgres.log"
     command = [
         str(bin_dir / "postgres"),
