@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import socket
@@ -15,6 +16,10 @@ import aiohttp
 PAYGO = [sys.executable, "-m", "paygo.cli"]
 CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "ZCASH_RPC_URL", "ADMIN_API_KEY", "LISTEN_ADDR", "ETH_RPC_URL",
                     "STRIPE_SECRET_KEY")
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def free_port() -> int:
@@ -88,9 +93,9 @@ async def test_zcash_regtest_standalone_answers_with_auth() -> None:
     async with running(*args, env=clean_env(), ready="listening"):
         async with aiohttp.ClientSession() as http:
             body = {"jsonrpc": "1.0", "id": 1, "method": "getblockchaininfo", "params": []}
-            async with http.post(f"http://127.0.0.1:{port}/", json=body, auth=aiohttp.BasicAuth("u", "p")) as reply:
+            async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "p")) as reply:
                 assert reply.status == 200 and (await reply.json())["result"]["chain"] == "regtest"
-            async with http.post(f"http://127.0.0.1:{port}/", json=body, auth=aiohttp.BasicAuth("u", "x")) as reply:
+            async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "x")) as reply:
                 assert reply.status == 401
 
 
