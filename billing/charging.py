@@ -28,10 +28,10 @@ DEFAULT_BATCH_SIZE = 5000  # permissions per transaction: bounds lock time and m
 
 CHARGE_SESSIONS = """
 WITH base AS (
-    SELECT s.id AS session_id, s.permission_id, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
+    SELECT s.id AS session_id, s.permission_id, s.vendor_id, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
            s.started_at, s.exhausted_at AS session_exhausted_at,
-           p.balance, p.status AS permission_status, p.expires_at, p.funding_source, p.asset,
-           v.direct_charge_grace_seconds AS grace,
+           p.balance, p.status AS permission_status, p.expires_at, p.funding_source, p.asset, p.asset_decimals,
+           v.direct_charge_grace_seconds AS grace, v.webhook_url,
            $2::timestamptz AS at, least($2::timestamptz, p.expires_at) AS end_at
       FROM sessions s
       JOIN permissions p ON p.id = s.permission_id
@@ -45,22 +45,25 @@ owed AS (
       FROM base b
 ),
 allocated AS (
+    -- The balance pays the queue greedily, so through each session it has paid least(balance, what the queue owes
+    -- through it): one window pass gives both the charge and the balance after it.
     SELECT o.*,
            CASE WHEN o.permission_status = 'active'
                 THEN greatest(0, least(o.due, o.balance - (sum(o.due) OVER queue - o.due)))
-                ELSE 0 END AS charge
+                ELSE 0 END AS charge,
+           CASE WHEN o.permission_status = 'active'
+                THEN greatest(o.balance - sum(o.due) OVER queue, 0)
+                ELSE o.balance END AS balance_after
       FROM owed o
     WINDOW queue AS (PARTITION BY o.permission_id ORDER BY o.started_at, o.session_id)
 ),
 outcome AS (
     SELECT a.*,
            a.uncovered_amount + a.due - a.charge AS uncovered_after,
-           a.balance - sum(a.charge) OVER queue AS balance_after,
            (a.grace > 0 AND a.permission_status IN ('active', 'exhausted')) AS runs_on_credit,
            CASE WHEN a.due > a.charge OR a.session_exhausted_at IS NOT NULL
                 THEN coalesce(a.session_exhausted_at, a.at) END AS exhausted_after
       FROM allocated a
-    WINDOW queue AS (PARTITION BY a.permission_id ORDER BY a.started_at, a.session_id)
 ),
 decided AS (
     SELECT o.*,
@@ -106,7 +109,8 @@ permission_updates AS (
            updated_at = now()
       FROM totals t
      WHERE p.id = t.permission_id AND (t.charged > 0 OR (p.status = 'active' AND p.balance = 0))
-    RETURNING p.id
+    RETURNING p.id, p.status, p.exhausted_at, p.funding_source, p.asset, p.asset_decimals, p.approved_amount,
+              p.charged_amount, p.expires_at
 ),
 direct AS (
     INSERT INTO direct_charges (session_id, permission_id, funding_source, asset, amount, status, finalized_at)
@@ -118,6 +122,56 @@ direct AS (
     ON CONFLICT (session_id) DO UPDATE
        SET amount = EXCLUDED.amount, status = EXCLUDED.status, finalized_at = EXCLUDED.finalized_at
     RETURNING 1
+),
+-- Vendor webhooks (outbox rows, written in this same transaction), only for vendors with a webhook_url: each
+-- session leaving `active`, and each permission that became exhausted, to every vendor with sessions charged on it.
+session_ended_events AS (
+    INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
+    SELECT 'vendor_webhook', 'session.ended', 'session.ended:' || d.session_id, d.vendor_id, d.webhook_url,
+           webhook_event('session.ended:' || d.session_id, 'session.ended', d.at, jsonb_build_object(
+               'session_id', d.session_id::text,
+               'permission_id', d.permission_id::text,
+               'vendor_id', d.vendor_id::text,
+               'status', d.new_status,
+               'funding_source', d.funding_source,
+               'asset', d.asset,
+               'rate_per_hour', to_major(d.rate_per_hour, d.asset_decimals)::text,
+               'charged_amount', to_major(d.charged_amount + d.charge, d.asset_decimals)::text,
+               'uncovered_amount', to_major(d.uncovered_after, d.asset_decimals)::text,
+               'started_at', webhook_time(d.started_at),
+               'ended_at', webhook_time(d.end_at),
+               'duration_seconds', greatest(floor(extract(epoch FROM d.end_at - d.started_at)), 0)::bigint))
+      FROM decided d
+     WHERE d.new_status <> 'active' AND d.webhook_url IS NOT NULL
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING 1
+),
+exhausted_events AS (
+    -- Only active permissions are updated above, so a row that reads `exhausted` here became exhausted now.
+    INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
+    SELECT 'vendor_webhook', 'permission.exhausted', e.event_id, e.vendor_id, e.webhook_url,
+           webhook_event(e.event_id, 'permission.exhausted', e.exhausted_at, jsonb_build_object(
+               'permission_id', e.id::text,
+               'funding_source', e.funding_source,
+               'asset', e.asset,
+               'approved_amount', to_major(e.approved_amount, e.asset_decimals)::text,
+               'charged_amount', to_major(e.charged_amount, e.asset_decimals)::text,
+               'remaining_amount', to_major(0, e.asset_decimals)::text,
+               'exhausted_at', webhook_time(e.exhausted_at),
+               'expires_at', webhook_time(e.expires_at),
+               'session_ids', e.session_ids))
+      FROM (SELECT pu.*, sv.vendor_id, sv.webhook_url, sv.session_ids,
+                   'permission.exhausted:' || pu.id || ':' || webhook_time(pu.exhausted_at) || ':' || sv.vendor_id
+                       AS event_id
+              FROM permission_updates pu
+              JOIN (SELECT d.permission_id, d.vendor_id, d.webhook_url,
+                           jsonb_agg(d.session_id::text ORDER BY d.started_at, d.session_id) AS session_ids
+                      FROM decided d
+                     WHERE d.webhook_url IS NOT NULL
+                     GROUP BY d.permission_id, d.vendor_id, d.webhook_url) sv ON sv.permission_id = pu.id
+             WHERE pu.status = 'exhausted') e
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM decided) AS sessions,
        (SELECT coalesce(sum(charge), 0) FROM decided) AS charged,
@@ -125,7 +179,8 @@ SELECT (SELECT count(*) FROM decided) AS sessions,
        (SELECT count(*) FROM session_updates) AS sessions_changed,
        (SELECT count(*) FROM decided WHERE new_status <> 'active') AS sessions_ended,
        (SELECT count(*) FROM permission_updates) AS permissions_changed,
-       (SELECT count(*) FROM direct) AS direct_charges
+       (SELECT count(*) FROM direct) AS direct_charges,
+       (SELECT count(*) FROM session_ended_events) + (SELECT count(*) FROM exhausted_events) AS webhook_events
 """
 
 

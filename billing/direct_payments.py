@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.vendor_webhooks import enqueue_direct_charge_paid
 from chains.base import Payment
 
 
@@ -101,5 +102,6 @@ async def apply_direct_charge_payments(
         if settled["newly_paid"]:
             await conn.execute("UPDATE sessions SET status = 'confirmed' WHERE id = $1 AND status = 'pending_payment'",
                                charge["session_id"])
+            await enqueue_direct_charge_paid(conn, direct_charge_id)
         return DirectChargeOutcome(direct_charge_id, charge["session_id"], permission_id, settled["status"],
                                    settled["paid_amount"], settled["newly_paid"])

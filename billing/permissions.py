@@ -10,7 +10,7 @@ recorded as `late` and shown, never credited silently nor dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from billing.ledger import EntryKind, post_entry
+from billing.vendor_webhooks import enqueue_payment_confirmed
 from chains.base import Payment
 
 
@@ -58,27 +59,7 @@ class Permission:
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Permission:
-        return cls(
-            id=record["id"],
-            funding_source=record["funding_source"],
-            asset=record["asset"],
-            user_wallet_address=record["user_wallet_address"],
-            approved_amount=record["approved_amount"],
-            rate_per_hour=record["rate_per_hour"],
-            duration_days=record["duration_days"],
-            status=PermissionStatus(record["status"]),
-            balance=record["balance"],
-            funded_amount=record["funded_amount"],
-            charged_amount=record["charged_amount"],
-            payment_address=record["payment_address"],
-            payment_locator=record["payment_locator"],
-            checkout_url=record["checkout_url"],
-            created_at=record["created_at"],
-            activated_at=record["activated_at"],
-            expires_at=record["expires_at"],
-            notify_url=record["notify_url"],
-            payment_due_at=record["payment_due_at"],
-        )
+        return cls(**{**dict(record), "status": PermissionStatus(record["status"])})
 
     def is_expired_at(self, moment: datetime) -> bool:
         return self.expires_at <= moment
@@ -91,11 +72,7 @@ class Permission:
         return self.status
 
 
-PERMISSION_COLUMNS = """
-    id, funding_source, asset, user_wallet_address, approved_amount, rate_per_hour, duration_days, status,
-    balance, funded_amount, charged_amount, payment_address, payment_locator, checkout_url, created_at, activated_at, expires_at,
-    notify_url, payment_due_at
-"""
+PERMISSION_COLUMNS = ", ".join(f.name for f in fields(Permission))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +200,7 @@ async def apply_payments(
             "SELECT id, txid, output_index, amount, confirmations, status FROM payments WHERE permission_id = $1",
             permission.id,
         )
+        credited: list[int] = []
         for row in known:
             key = (row["txid"], row["output_index"])
             if row["status"] in ("seen", "orphaned") and key not in reported:
@@ -242,6 +220,7 @@ async def apply_payments(
                 "UPDATE payments SET status = 'credited', credited_at = now(), updated_at = now() WHERE id = $1",
                 row["id"],
             )
+            credited.append(row["id"])
         await conn.execute(
             """
             UPDATE permissions
@@ -251,4 +230,6 @@ async def apply_payments(
             """,
             permission.id,
         )
+        if credited:
+            await enqueue_payment_confirmed(conn, credited)
         return await get_permission(conn, permission.id)  # type: ignore[return-value]

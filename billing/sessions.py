@@ -6,7 +6,7 @@ Locks are always taken permission first, then session, by every path (end, tick)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
@@ -41,17 +41,8 @@ class Session:
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Session:
-        return cls(
-            id=record["id"],
-            permission_id=record["permission_id"],
-            vendor_id=record["vendor_id"],
-            status=SessionStatus(record["status"]),
-            rate_per_hour=record["rate_per_hour"],
-            started_at=record["started_at"],
-            ended_at=record["ended_at"],
-            charged_amount=record["charged_amount"],
-            uncovered_amount=record["uncovered_amount"],
-        )
+        """From a row selected with SESSION_COLUMNS (extra columns, like a `now`, are ignored)."""
+        return cls(**{name: record[name] for name in SESSION_FIELDS}, status=SessionStatus(record["status"]))
 
     def elapsed_seconds(self, until: datetime) -> int:
         """Whole seconds from start to `until` (or to the end, for an ended session)."""
@@ -59,9 +50,8 @@ class Session:
         return max(0, int((end - self.started_at).total_seconds()))
 
 
-SESSION_COLUMNS = (
-    "id, permission_id, vendor_id, status, rate_per_hour, started_at, ended_at, charged_amount, uncovered_amount"
-)
+SESSION_FIELDS = tuple(f.name for f in fields(Session) if f.name != "status")
+SESSION_COLUMNS = ", ".join(f.name for f in fields(Session))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +77,29 @@ async def open_session(
         code = new_session_code()
         record = await conn.fetchrow(
             f"""
-            INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour)
-            VALUES ($1, $2, $3, $4, $5)
-            RETURNING {SESSION_COLUMNS}
+            WITH opened AS (
+                INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour)
+                VALUES ($1, $2, $3, $4, $5)
+                RETURNING {SESSION_COLUMNS}
+            ), started_event AS (  -- the vendor's webhook, if it has one, in this same transaction (outbox)
+                INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
+                SELECT 'vendor_webhook', 'session.started', 'session.started:' || o.id, o.vendor_id, v.webhook_url,
+                       webhook_event('session.started:' || o.id, 'session.started', o.started_at, jsonb_build_object(
+                           'session_id', o.id::text,
+                           'permission_id', o.permission_id::text,
+                           'vendor_id', o.vendor_id::text,
+                           'status', o.status,
+                           'funding_source', p.funding_source,
+                           'asset', p.asset,
+                           'rate_per_hour', to_major(o.rate_per_hour, p.asset_decimals)::text,
+                           'started_at', webhook_time(o.started_at)))
+                  FROM opened o
+                  JOIN vendors v ON v.id = o.vendor_id
+                  JOIN permissions p ON p.id = o.permission_id
+                 WHERE v.webhook_url IS NOT NULL
+                ON CONFLICT (dedupe_key) DO NOTHING
+            )
+            SELECT {SESSION_COLUMNS} FROM opened
             """,
             uuid4(), secret_hash(code), permission.id, vendor_id, permission.rate_per_hour,
         )

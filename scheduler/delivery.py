@@ -1,7 +1,8 @@
 """The outbox delivery job: POST due messages as signed webhooks, retry failures with backoff.
 
 One run claims a batch (billing.outbox.claim_due), sends the batch concurrently with a tight timeout, and records
-each result. Each message's body is the JSON of its payload, signed with the receiver's derived secret
+each result on its message and in the delivery log (billing.vendor_webhooks.record_attempts), in one transaction.
+Each message's body is the JSON of its payload, signed with the receiver's derived secret
 (billing.webhooks): the permission's for reminders, the vendor's for vendor webhooks.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +19,7 @@ import asyncpg
 
 from billing.cache import PermissionCache
 from billing.outbox import OutboxMessage, RetryPolicy, claim_due, mark_delivered, mark_failed
+from billing.vendor_webhooks import LoggedAttempt, record_attempts
 from billing.webhooks import SIGNATURE_HEADER, permission_secret, sign, vendor_secret
 
 USER_AGENT = "PayGo-Webhooks/1"
@@ -35,6 +38,7 @@ class DeliverySummary:
 class _Attempt:
     status_code: int | None  # None: no answer
     error: str | None  # None: delivered (then status_code is the 2xx received)
+    duration_ms: int
 
 
 def message_body(message: OutboxMessage) -> bytes:
@@ -60,14 +64,19 @@ async def _post(http: aiohttp.ClientSession, message: OutboxMessage, signing_key
         "PayGo-Delivery": str(message.id),
         SIGNATURE_HEADER: sign(_secret_for(message, signing_key), int(now.timestamp()), body),
     }
+    started = time.perf_counter()
+
+    def finished(status_code: int | None, error: str | None) -> _Attempt:
+        return _Attempt(status_code, error, int((time.perf_counter() - started) * 1000))
+
     try:
         async with http.post(message.target_url, data=body, headers=headers, allow_redirects=False,
                              timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
             if 200 <= response.status < 300:
-                return _Attempt(response.status, None)
-            return _Attempt(response.status, f"HTTP {response.status} {response.reason or ''}".strip())
+                return finished(response.status, None)
+            return finished(response.status, f"HTTP {response.status} {response.reason or ''}".strip())
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        return _Attempt(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return finished(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 async def deliver_due(
@@ -93,15 +102,22 @@ async def deliver_due(
         *(_post(http, message, signing_key, now=now, timeout_seconds=timeout_seconds) for message in messages)
     )
     delivered = retrying = dead = 0
-    async with pool.acquire() as conn:
+    logged: list[LoggedAttempt] = []
+    async with pool.acquire() as conn, conn.transaction():
         for message, attempt in zip(messages, attempts, strict=True):
             if attempt.error is None:
-                delivered += await mark_delivered(conn, message, now=now, status_code=attempt.status_code)
-                continue
-            status = await mark_failed(conn, message, now=now, policy=policy, error=attempt.error,
-                                       status_code=attempt.status_code)
-            retrying += status == "pending"
-            dead += status == "dead"
+                applied = await mark_delivered(conn, message, now=now, status_code=attempt.status_code)
+                delivered += applied
+                outcome = "delivered" if applied else "superseded"
+            else:
+                status = await mark_failed(conn, message, now=now, policy=policy, error=attempt.error,
+                                           status_code=attempt.status_code)
+                retrying += status == "pending"
+                dead += status == "dead"
+                outcome = {"pending": "retrying", "dead": "dead", None: "superseded"}[status]
+            logged.append(LoggedAttempt(message.id, message.attempts, outcome, attempt.status_code, attempt.error,
+                                        attempt.duration_ms))
+        await record_attempts(conn, logged, at=now)
     if cache is not None:
         await cache.invalidate(*{m.permission_id for m in messages if m.permission_id is not None})
     return DeliverySummary(len(messages), delivered, retrying, dead)
