@@ -28,5 +28,8 @@ def new_session_code() -> str:
 
 
 def secret_hash(secret: str) -> bytes:
-    """The stored form of a secret; lookups hash the presented secret and compare in the database index."""
-    return hashlib.sha256(secret.encode()).digest()
+    """The stored form of a secret; lookups hash the presented secret and compare in the database index.
+
+    A secret read from a header that was not UTF-8 holds the undecodable bytes as surrogates (aiohttp decodes
+    headers with `surrogateescape`); it is hashed as the bytes received, so it simply matches nothing."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()

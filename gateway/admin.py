@@ -8,8 +8,11 @@ from gateway.auth import require_operator
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING
 from gateway.models import CreateVendorRequest, VendorCreatedView
+from gateway.openapi import Auth, Operation, describe
 
 
+@describe(Operation(summary="Create a vendor and its first API key (shown once)", auth=(Auth.OPERATOR_KEY,),
+                    body=CreateVendorRequest, status=201, response=VendorCreatedView))
 async def create_vendor(request: web.Request) -> web.Response:
     require_operator(request)
     body = await read_body(request, CreateVendorRequest)

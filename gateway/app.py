@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from billing.secrets import secret_hash
-from gateway import admin, card, ethereum, events, health, observability, sessions, vendor, vendor_keys
-from gateway.http import error_middleware, idempotency_middleware, request_id_middleware
+from gateway import admin, card, ethereum, events, health, observability, openapi, sessions, vendor, vendor_keys
+from gateway import vendor_webhooks
+from gateway.http import error_middleware, idempotency_middleware, request_id_middleware, unstorable_text_middleware
 from gateway.keys import ADMIN_KEY_HASH, BILLING, POOL, REDIS, SETTINGS
 from gateway.observability import METRICS, observability_middleware
 from gateway.permissions import permission_routes, zcash_balance
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
             request_id_middleware,
             observability_middleware,  # latency and the access log, by route template, with the request id
             error_middleware,  # maps failures of the idempotency layer itself
+            unstorable_text_middleware,  # `%00` in a path or query: 422 before any handler
             idempotency_middleware(lambda request: request.app.get(POOL)),
             error_middleware,  # turns handler errors into answers the idempotency layer can store
         ],
@@ -46,7 +48,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(vendor.routes)
     app.add_routes(vendor_keys.routes)
+    app.add_routes(vendor_webhooks.routes)
     app.add_routes(observability.routes)
+    app.add_routes(openapi.routes)
     return app
 
 

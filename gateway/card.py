@@ -7,6 +7,7 @@ anything is parsed; a bad or missing signature is a 400 and writes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from decimal import Decimal
@@ -14,7 +15,7 @@ from typing import Any
 
 import stripe
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from billing.card import InvalidEvent, card_details, process_event, refund_unused
 from billing.errors import PayGoError, ServiceUnavailable
@@ -24,7 +25,8 @@ from chains.card import CardFundingSource
 from gateway.auth import require_permission_access
 from gateway.http import Handler, json_response
 from gateway.keys import BILLING, SETTINGS
-from gateway.models import CreatePermissionRequest
+from gateway.models import AmountString, CreatePermissionRequest
+from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.permissions import parse_uuid, permission_routes
 from gateway.views import iso
 
@@ -40,19 +42,46 @@ class CreateCardPermissionRequest(CreatePermissionRequest):
     cancel_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a quitter")
 
 
+class CardPermissionFields(BaseModel):
+    """What every answer about a card permission adds to the permission view."""
+
+    checkout_url: str | None = Field(description="Stripe Checkout page where the buyer pays")
+    unfunded_reason: str | None
+    refunded_amount: AmountString
+    debt_amount: AmountString
+    disputed_at: str | None
+    refund_status: str | None
+
+
+class StripeWebhookAnswer(BaseModel):
+    received: bool
+    outcome: str
+
+
+class RefundView(BaseModel):
+    permission_id: str
+    status: str
+    remaining_amount: AmountString
+    refund_amount: AmountString
+    refund_status: str
+    stripe_refund_id: str | None
+    stripe_status: str | None
+
+
 class InvalidSignature(PayGoError):
     code = "invalid_signature"
 
 
 def routes() -> list[web.RouteDef]:
     family = permission_routes("card", create_body=CreateCardPermissionRequest, funding_extra=_funding_extra,
-                               extra_fields=_card_fields)
+                               extra_fields=_card_fields, extra_fields_view=CardPermissionFields)
     own = [web.post(WEBHOOK_PATH, stripe_webhook), web.post("/api/v1/card/permissions/{id}/refund", refund)]
     return [web.route(route.method, route.path, _configured_only(route.handler), **route.kwargs)
             for route in [*family, *own]]
 
 
 def _configured_only(handler: Handler) -> Handler:
+    @functools.wraps(handler)  # keeps the handler's API description
     async def guarded(request: web.Request) -> web.StreamResponse:
         if request.app[SETTINGS].card is None:
             raise ServiceUnavailable("card payments are not configured on this gateway (STRIPE_SECRET_KEY)",
@@ -82,14 +111,24 @@ async def _card_fields(request: web.Request, state: PermissionState) -> dict[str
     }
 
 
+@describe(Operation(
+    summary="Stripe's webhook: checkout, refund and dispute events", tag="card", body={"type": "object"},
+    response=StripeWebhookAnswer, errors=(400, 422),
+    headers=(Parameter("Stripe-Signature", "`t=<unix>,v1=<HMAC-SHA256(webhook secret, \"t.body\")>`",
+                       required=True),),
+    description="The raw body is verified against Stripe-Signature before anything is read; each event id is "
+                "applied once (a repeat answers 200 too)."))
 async def stripe_webhook(request: web.Request) -> web.Response:
     """Stripe's events, verified on the raw body; each event id is applied once (a repeat answers 200 too, so
     Stripe stops resending it)."""
     settings = request.app[SETTINGS].card
     assert settings is not None  # _configured_only
     payload = await request.read()
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not signature.isascii():  # stripe compares with hmac.compare_digest, which raises on non-ASCII text
+        raise InvalidSignature(f"the {SIGNATURE_HEADER} header is not ASCII")
     try:
-        stripe.WebhookSignature.verify_header(payload, request.headers.get(SIGNATURE_HEADER),
+        stripe.WebhookSignature.verify_header(payload, signature,
                                               settings.webhook_secret, settings.webhook_tolerance_seconds)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         raise InvalidSignature(f"the {SIGNATURE_HEADER} header does not sign this body (or is too old)") from None
@@ -107,6 +146,10 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     return json_response({"received": True, "outcome": str(result.outcome)})
 
 
+@describe(Operation(
+    summary="Refund the unused balance to the card and close the permission", tag="card",
+    auth=(Auth.PERMISSION_TOKEN, Auth.OPERATOR_KEY), response=RefundView, errors=(403, 404, 409),
+    path_parameters={"id": "The permission's id"}))
 async def refund(request: web.Request) -> web.Response:
     """Refund the unused balance to the card and close the permission (the permission's token or the operator)."""
     billing = request.app[BILLING]

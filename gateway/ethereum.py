@@ -34,12 +34,18 @@ from chains.ethereum import EthereumFundingSource, normalise_tx_hash
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING
 from gateway.models import AmountString, CreatePermissionRequest, HoursString, RequestModel
+from gateway.openapi import Operation, Parameter, describe
 from gateway.permissions import permission_routes
 
 FUNDING_SOURCE = "ethereum"
 DEFAULT_AUTHORIZATION_SECONDS = 3600  # how long typed data made without an `expiry` may be presented
 MAX_TX_HASHES = 20
 TxHash = Annotated[str, StringConstraints(min_length=1, max_length=70, strip_whitespace=True)]
+TYPED_DATA_EXAMPLE = SpendAuthorization(
+    chain_id=1, wallet="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    spender="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", asset="0x0000000000000000000000000000000000000000",
+    allowance=5 * 10**17, rate_per_hour=10**16, duration_days=30, expiry=1767225600, nonce=1,
+).typed_data()
 
 
 class EthereumCreatePermissionRequest(CreatePermissionRequest):
@@ -93,6 +99,19 @@ def _authorization(billing: BillingService, *, wallet: str, asset_code: str, req
     )
 
 
+@describe(Operation(
+    summary="The EIP-712 typed data a wallet signs (eth_signTypedData_v4) to create a permission", tag="ethereum",
+    response={"type": "object", "required": ["types", "primaryType", "domain", "message"],
+              "examples": [TYPED_DATA_EXAMPLE]}, errors=(422, 503),
+    query=(Parameter("user_wallet_address", "The paying wallet", {"type": "string", "examples": [
+               "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]}, required=True),
+           Parameter("requested_amount", "Allowance in units of the asset", {"type": "string", "examples": ["0.5"]},
+                     required=True),
+           Parameter("rate_per_hour", "Price per hour", {"type": "string", "examples": ["0.01"]}, required=True),
+           Parameter("duration_days", "Days the permission lasts", {"type": "string", "pattern": "^[0-9]+$"}),
+           Parameter("asset", "ETH (default) or an accepted ERC-20 symbol", {"type": "string"}),
+           Parameter("expiry", "Unix seconds until which the signature may be presented (default: in an hour)"),
+           Parameter("nonce", "uint256 (default: random)"))))
 async def typed_data(request: web.Request) -> web.Response:
     """The EIP-712 typed data for the terms in the query; a fresh random nonce and an expiry one hour from now
     unless the query names them."""
@@ -145,6 +164,11 @@ async def verify_hints(request: web.Request, state: PermissionState) -> tuple[st
     return tuple(dict.fromkeys([*offered, *pending]))
 
 
+@describe(Operation(
+    summary="A wallet's ETH or token balance as the node reports it, and the hours it could buy", tag="ethereum",
+    response=EthereumBalanceView, errors=(422, 503), path_parameters={"address": "A 0x address"},
+    query=(Parameter("asset", "ETH (default) or an accepted ERC-20 symbol"),
+           Parameter("rate_per_hour", "Price per hour, to estimate the hours", {"type": "string", "examples": ["0.01"]}))))
 async def balance(request: web.Request) -> web.Response:
     """A wallet's ETH (or `asset` token) balance and the streaming it could buy at `rate_per_hour`."""
     billing = request.app[BILLING]
@@ -170,6 +194,6 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get(f"/api/v1/{FUNDING_SOURCE}/permissions/typed-data", typed_data),
         *permission_routes(FUNDING_SOURCE, create_body=EthereumCreatePermissionRequest, authorize=authorize,
-                           verify_hints=verify_hints),
+                           verify_hints=verify_hints, verify_body=VerifyRequest),
         web.get(f"/api/v1/{FUNDING_SOURCE}/balance/{{address}}", balance),
     ]

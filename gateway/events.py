@@ -24,6 +24,8 @@ from billing.errors import Forbidden
 from billing.events import SESSION_EVENTS_CHANNEL, decode_notice
 from gateway.auth import token_permission
 from gateway.keys import BILLING, REDIS
+from gateway.models import SessionView
+from gateway.openapi import Auth, Operation, describe
 from gateway.views import session_view
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,12 @@ async def session_event_hub(app: web.Application) -> AsyncIterator[None]:
     await app[EVENT_HUB].close()
 
 
+@describe(Operation(
+    summary="Live balance of a session as server-sent events", tag="sessions", auth=(Auth.PERMISSION_TOKEN,),
+    response=SessionView, response_media_types=("text/event-stream",), errors=(403, 404),
+    path_parameters={"session_code": "The code `POST /api/v1/sessions` answered"},
+    description="Each `event: session` carries the session view (as `GET /api/v1/sessions/{session_code}`) when "
+                "it changed; the stream closes after the session's final state."))
 async def session_events(request: web.Request) -> web.StreamResponse:
     billing = request.app[BILLING]
     hub = request.app[EVENT_HUB]

@@ -24,6 +24,8 @@ from billing.reports import table_exists
 from billing.schema import load_migrations
 from gateway.http import json_response
 from gateway.keys import BILLING, POOL, REDIS, SETTINGS
+from gateway.models import HealthView, StatusView
+from gateway.openapi import Operation, describe
 from paygo.settings import OperationsSettings
 
 CHECK_TIMEOUT_SECONDS = 3
@@ -104,6 +106,10 @@ async def _redis(request: web.Request) -> dict[str, Any]:
     return {"ok": True, "enabled": True}
 
 
+@describe(Operation(summary="Every dependency: database, migrations, Redis, nodes, scheduler, webhooks",
+                    response=HealthView, uses_database=False,
+                    other_responses={503: ("The database does not answer (the report says what else is down)",
+                                           HealthView)}))
 async def health(request: web.Request) -> web.Response:
     sources = request.app[BILLING].sources
     database_checks, redis_check, *statuses = await asyncio.gather(
@@ -122,10 +128,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, status=200 if database_ok else 503)
 
 
+@describe(Operation(summary="The process answers", response=StatusView, uses_database=False))
 async def live(_: web.Request) -> web.Response:
     return json_response({"status": "alive"})
 
 
+@describe(Operation(summary="Ready to take money: the database answers and every migration is applied",
+                    response=StatusView))
 async def ready(request: web.Request) -> web.Response:
     checks = await _database_checks(request, full=False)
     if not checks["database"]["ok"]:

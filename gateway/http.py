@@ -33,6 +33,33 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 REQUEST_ID_KEY = "request_id"
 
 
+UNSTORABLE_TEXT_MESSAGE = "text must not contain NUL characters or unpaired surrogates"
+
+
+def _is_unstorable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate (JSON's "\\ud800")."""
+    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return _is_unstorable(value)
+    if isinstance(value, dict):
+        return any(_is_unstorable(key) or _has_unstorable_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(item) for item in value)
+    return False
+
+
+@web.middleware
+async def unstorable_text_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a path or query that decodes to text the database cannot store (`%00`) before any handler reads it."""
+    if _is_unstorable(request.path) or any(_is_unstorable(key) or _is_unstorable(value)
+                                           for key, value in request.query.items()):
+        raise InvalidRequest(f"the URL's {UNSTORABLE_TEXT_MESSAGE}", code="invalid_request")
+    return await handler(request)
+
+
 def _refuse_constant(name: str) -> Any:
     raise InvalidRequest(f"{name} is not a number", code="invalid_json")
 
@@ -46,6 +73,8 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    if _has_unstorable_text(data):
+        raise InvalidRequest(UNSTORABLE_TEXT_MESSAGE, code="invalid_request")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -128,7 +157,7 @@ def idempotency_middleware(pool_for: Callable[[web.Request], asyncpg.Pool | None
         if request.method != "POST" or key is None or pool is None:
             return await handler(request)
         credential = request.headers.get("Authorization", "") + "\n" + request.headers.get("X-API-Key", "")
-        scope = f"{request.path}:{hashlib.sha256(credential.encode()).hexdigest()}"
+        scope = f"{request.path}:{hashlib.sha256(credential.encode('utf-8', 'surrogateescape')).hexdigest()}"
         request_hash = hashlib.sha256(await request.read()).digest()
         async with pool.acquire() as conn:
             stored = await idempotency.claim(conn, scope, key, request_hash)

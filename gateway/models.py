@@ -180,3 +180,21 @@ class VendorCreatedView(BaseModel):
     vendor_id: str
     name: str
     api_key: str = Field(description="Shown only in this answer; send as `X-API-Key`")
+
+
+class HealthCheckView(BaseModel):
+    """One dependency's check; the other fields depend on the check (latency_ms, height, lag_seconds, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+
+
+class HealthView(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    checks: dict[str, HealthCheckView] = Field(
+        examples=[{"database": {"ok": True, "latency_ms": 0.4}, "redis": {"ok": True, "enabled": True}}])
+
+
+class StatusView(BaseModel):
+    status: str = Field(examples=["ready"])

@@ -17,6 +17,7 @@ from billing.db import DATABASE_DOWN_ERRORS
 from billing.reports import OperationalCounts, operational_counts
 from gateway.http import REQUEST_ID_KEY, Handler, route_name
 from gateway.keys import BILLING, POOL
+from gateway.openapi import Operation, describe
 from paygo.logs import REQUEST_ID
 from paygo.metrics import Metrics
 
@@ -65,6 +66,8 @@ async def _database_counts(request: web.Request) -> OperationalCounts | None:
         return None
 
 
+@describe(Operation(summary="Prometheus metrics (text exposition format)", tag="operations",
+                    response={"type": "string"}, response_media_types=("text/plain",), uses_database=False))
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus text format; the gauges are read now, and a database outage shows as paygo_database_up 0."""
     metrics = request.app[METRICS]

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from billing.errors import NotFound, ServiceUnavailable
 from billing.money import format_amount, format_hours, hours_for, parse_amount
@@ -17,6 +18,7 @@ from gateway.auth import is_operator, require_permission_access, token_permissio
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING
 from gateway.models import BalanceView, CreatedPermissionView, CreatePermissionRequest, PermissionView
+from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.views import permission_view
 
 DEFAULT_ASSET = {"zcash": "ZEC", "ethereum": "ETH", "card": "USD"}
@@ -48,11 +50,18 @@ ExtraFields = Callable[[web.Request, PermissionState], Awaitable[dict[str, Any]]
 def permission_routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = CreatePermissionRequest,
                       authorize: Authorize | None = None,
                       verify_hints: VerifyHints | None = None, funding_extra: FundingExtra | None = None,
-                      extra_fields: ExtraFields | None = None) -> list[web.RouteDef]:
+                      extra_fields: ExtraFields | None = None, verify_body: type[BaseModel] | None = None,
+                      extra_fields_view: type[BaseModel] | None = None) -> list[web.RouteDef]:
     """The routes for one funding source; each handler knows which source it serves. A source may read a richer
     create body (`create_body`), check it (`authorize`) and name transactions to verify (`verify_hints`), pass
-    options to its funding (`funding_extra`) and add fields to its answers (`extra_fields`)."""
+    options to its funding (`funding_extra`) and add fields to its answers (`extra_fields`). For the API
+    description, `verify_body` is the optional body `verify_hints` reads and `extra_fields_view` the fields
+    `extra_fields` adds."""
     base = f"/api/v1/{funding_source}/permissions"
+    extra = (extra_fields_view,) if extra_fields_view is not None else ()
+    holder = (Auth.PERMISSION_TOKEN, Auth.OPERATOR_KEY)
+    tag = funding_source
+    path_id = {"id": "The permission's id (`permission_id`)"}
 
     async def answer(request: web.Request, view: PermissionView, state: PermissionState,
                      status: int = 200) -> web.Response:
@@ -60,6 +69,10 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
             return json_response(view, status=status)
         return json_response({**view.model_dump(mode="json"), **await extra_fields(request, state)}, status=status)
 
+    @describe(Operation(summary=f"Create a {funding_source} spending permission", tag=tag, body=create_body,
+                        status=201, response=(CreatedPermissionView, *extra), errors=(409, 422, 503),
+                        description="Answers the permission with its `permission_token` (shown only here) and, "
+                                    "for on-chain sources, the `payment_address` to fund."))
     async def create(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
         body = await read_body(request, create_body)
@@ -78,6 +91,8 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
                                                            notify_secret=created.notify_secret),
                             state, status=201)
 
+    @describe(Operation(summary=f"Show a {funding_source} permission", tag=tag, auth=holder,
+                        response=(PermissionView, *extra), errors=(403, 404), path_parameters=path_id))
     async def show(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
         permission_id = parse_uuid(request.match_info["id"], "permission")
@@ -86,6 +101,10 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
         _require_source(state.permission.funding_source, funding_source)
         return await answer(request, _view(billing, state, funding_source), state)
 
+    @describe(Operation(summary=f"Look for payments to a {funding_source} permission now and credit confirmed ones",
+                        tag=tag, auth=holder, body=verify_body, body_required=False,
+                        response=(PermissionView, *extra), errors=(403, 404, 409, 422, 503),
+                        path_parameters=path_id))
     async def verify(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
         permission_id = parse_uuid(request.match_info["id"], "permission")
@@ -96,6 +115,11 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
         state = await billing.verify_permission(permission_id, hints)
         return await answer(request, _view(billing, state, funding_source), state)
 
+    @describe(Operation(summary=f"The {funding_source} permission of a wallet", tag=tag, auth=holder,
+                        response=(PermissionView, *extra), errors=(403, 404, 422),
+                        path_parameters={"address": "The wallet address (card: the buyer's email)"},
+                        description="The operator sees the wallet's newest permission that matters; a token "
+                                    "holder sees their own permission, if it belongs to this wallet."))
     async def for_wallet(request: web.Request) -> web.Response:
         """The wallet's permission: the operator sees the newest that matters; a token holder sees their own."""
         billing = request.app[BILLING]
@@ -126,6 +150,11 @@ def _require_source(actual: str, expected: str) -> None:
         raise NotFound(f"this permission is funded by {actual}, not {expected}", code="permission_not_found")
 
 
+@describe(Operation(
+    summary="A wallet's visible ZEC balance and the streaming hours it could buy", tag="zcash", response=BalanceView,
+    errors=(422, 503), path_parameters={"address": "A Zcash address (transparent, Sapling or unified)"},
+    query=(Parameter("rate_per_hour", "ZEC per hour, to estimate the hours the balance buys",
+                     {"type": "string", "examples": ["2.5"]}),)))
 async def zcash_balance(request: web.Request) -> web.Response:
     """A wallet's visible ZEC and the streaming it could buy at `rate_per_hour`.
 

@@ -9,11 +9,15 @@ from billing.events import publish_session_updates
 from gateway.auth import token_permission
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING, REDIS
-from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView
+from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView, SessionEndView, SessionView
+from gateway.openapi import Auth, Operation, describe
 from gateway.permissions import parse_uuid
 from gateway.views import iso, session_end_view, session_view
 
 
+@describe(Operation(summary="Open a streaming session paid by the token's permission", auth=(Auth.PERMISSION_TOKEN,),
+                    body=CreateSessionRequest, status=201, response=SessionCreatedView, errors=(402, 404, 409),
+                    description="The `session_code` in the answer ends the session and reads it."))
 async def open_session(request: web.Request) -> web.Response:
     billing = request.app[BILLING]
     permission_id = await token_permission(request)
@@ -27,6 +31,9 @@ async def open_session(request: web.Request) -> web.Response:
                          status=201)
 
 
+@describe(Operation(summary="End a session with its final charge", body=EndSessionRequest, response=SessionEndView,
+                    errors=(404,), description="Ending it again answers the same and charges nothing. The "
+                                               "session code is the credential."))
 async def end_session(request: web.Request) -> web.Response:
     """End a session with its final charge; ending it again answers the same and charges nothing."""
     billing = request.app[BILLING]
@@ -37,6 +44,9 @@ async def end_session(request: web.Request) -> web.Response:
     return json_response(session_end_view(session, billing.assets[permission.asset], charge))
 
 
+@describe(Operation(summary="A session's charges so far and what is left", auth=(Auth.PERMISSION_TOKEN,),
+                    response=SessionView, errors=(403, 404),
+                    path_parameters={"session_code": "The code `POST /api/v1/sessions` answered"}))
 async def show_session(request: web.Request) -> web.Response:
     billing = request.app[BILLING]
     permission_id = await token_permission(request)

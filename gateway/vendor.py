@@ -35,6 +35,7 @@ from billing.sessions import SessionStatus
 from gateway.auth import require_vendor
 from gateway.http import json_response
 from gateway.keys import BILLING, POOL
+from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.permissions import parse_uuid
 from gateway.vendor_models import (
     ChargeLineView,
@@ -53,6 +54,15 @@ CSV_CHUNK_BYTES = 64 * 1024
 
 SESSION_PARAMETERS = frozenset({"status", "from", "to", "wallet", "limit", "cursor", "format"})
 SUMMARY_PARAMETERS = frozenset({"from", "to", "group_by", "format"})
+
+TIME_RANGE = (
+    Parameter("from", "Sessions started at or after this ISO 8601 date or date-time (UTC unless it says otherwise)",
+              {"type": "string", "examples": ["2024-05-01"]}),
+    Parameter("to", "Sessions started before this ISO 8601 date or date-time", {"type": "string",
+                                                                               "examples": ["2024-06-01"]}),
+)
+FORMAT = Parameter("format", "json (default) or csv; `Accept: text/csv` also selects CSV",
+                   {"type": "string", "enum": ["json", "csv"]})
 
 
 # --- query parameters -------------------------------------------------------------------------------------------
@@ -213,6 +223,17 @@ async def _stream_csv(request: web.Request, filename: str, columns: Sequence[str
 
 # --- handlers ---------------------------------------------------------------------------------------------------
 
+@describe(Operation(
+    summary="The vendor's sessions, newest first, with cursor pagination (JSON) or all of them (CSV)",
+    auth=(Auth.VENDOR_KEY,), response=VendorSessionPage, response_media_types=("application/json", "text/csv"),
+    errors=(422,),
+    query=(Parameter("status", "Comma-separated session statuses", {"type": "string", "examples": ["ended"]}),
+           *TIME_RANGE,
+           Parameter("wallet", "Only this payer's sessions", {"type": "string"}),
+           Parameter("limit", f"Page size, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})",
+                     {"type": "string", "pattern": "^[0-9]+$"}),
+           Parameter("cursor", "`next_cursor` of the previous page"),
+           FORMAT)))
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     vendor_id = await require_vendor(request)
     _check_parameters(request, SESSION_PARAMETERS)
@@ -230,6 +251,9 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
                                            next_cursor=next_cursor.encode() if next_cursor else None))
 
 
+@describe(Operation(summary="One of the vendor's sessions with every charge line", auth=(Auth.VENDOR_KEY,),
+                    response=VendorSessionDetailView, errors=(404,),
+                    path_parameters={"session_id": "The session's id"}))
 async def show_session(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
     session_id = parse_uuid(request.match_info["session_id"], "session")
@@ -244,6 +268,11 @@ async def show_session(request: web.Request) -> web.Response:
     return json_response(VendorSessionDetailView(**_session_view(record).model_dump(), charges=charges))
 
 
+@describe(Operation(
+    summary="Net earnings per asset, or per UTC day and asset", auth=(Auth.VENDOR_KEY,), response=ChargesSummaryView,
+    response_media_types=("application/json", "text/csv"), errors=(422,),
+    query=(*TIME_RANGE, Parameter("group_by", "asset (default) or day", {"type": "string", "enum": ["asset", "day"]}),
+           FORMAT)))
 async def charges_summary_view(request: web.Request) -> web.StreamResponse:
     vendor_id = await require_vendor(request)
     _check_parameters(request, SUMMARY_PARAMETERS)

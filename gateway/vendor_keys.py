@@ -9,6 +9,7 @@ from billing.vendor_keys import list_keys, revoke_keys, rotate_key
 from gateway.auth import require_operator
 from gateway.http import json_response, read_body
 from gateway.keys import POOL, SETTINGS
+from gateway.openapi import Auth, Operation, describe
 from gateway.permissions import parse_uuid
 from gateway.vendor_models import (
     RevokedVendorKeysView,
@@ -21,7 +22,12 @@ from gateway.vendor_models import (
 from gateway.views import iso
 from paygo.settings import OperationsSettings
 
+VENDOR_ID = {"vendor_id": "The vendor's id"}
 
+
+@describe(Operation(summary="A new API key for the vendor (shown once); the current keys stay valid for an overlap",
+                    tag="admin", auth=(Auth.OPERATOR_KEY,), body=RotateVendorKeyRequest, status=201,
+                    response=RotatedVendorKeyView, errors=(404,), path_parameters=VENDOR_ID))
 async def rotate(request: web.Request) -> web.Response:
     """A new key (shown once); the vendor's current keys stay valid for the overlap, then stop working."""
     require_operator(request)
@@ -37,6 +43,9 @@ async def rotate(request: web.Request) -> web.Response:
                          status=201)
 
 
+@describe(Operation(summary="Revoke one key of the vendor (key_prefix) or all of them at once", tag="admin",
+                    auth=(Auth.OPERATOR_KEY,), body=RevokeVendorKeyRequest, response=RevokedVendorKeysView,
+                    errors=(404,), path_parameters=VENDOR_ID))
 async def revoke(request: web.Request) -> web.Response:
     """Revoke at once one key (by `key_prefix`) or, with `"all": true`, every live key of the vendor."""
     require_operator(request)
@@ -49,6 +58,8 @@ async def revoke(request: web.Request) -> web.Response:
     return json_response(RevokedVendorKeysView(vendor_id=str(vendor_id), revoked=revoked))
 
 
+@describe(Operation(summary="The vendor's API keys (prefixes, never the keys)", tag="admin", auth=(Auth.OPERATOR_KEY,),
+                    response=VendorKeysView, errors=(404,), path_parameters=VENDOR_ID))
 async def keys(request: web.Request) -> web.Response:
     require_operator(request)
     vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")

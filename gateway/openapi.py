@@ -1,0 +1,392 @@
+"""The API description: an OpenAPI 3.1 document built from the application's own routes and pydantic models, served
+at `GET /api/v1/openapi.json`, and a self-contained docs page at `GET /api/v1/docs` (no CDN: it renders the document
+with a few lines of inline JavaScript, so it works offline).
+
+Each handler carries its description (`@describe(Operation(...))`, next to the handler): summary, who may call it,
+request and response bodies (pydantic models), query and header parameters and the error statuses it can answer.
+The document walks `app.router`, so a path is written once (where the route is added) and a route without a
+description is an error (`UndescribedRoute`), never a silent gap. Schemas come from pydantic
+(`models_json_schema` with `#/components/schemas/{model}` references); examples are built from the `examples` the
+models' fields carry, so they live in one place too.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway.models import ErrorResponse
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+DOCS_PATH = "/api/v1/docs"
+REF_TEMPLATE = "#/components/schemas/{model}"
+OPERATION_ATTRIBUTE = "openapi_operation"
+
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+# A body is a pydantic model, several models all of which apply (allOf: a view plus a source's extra fields), or a
+# plain JSON schema for what no model describes (a Stripe event, EIP-712 typed data).
+Body = type[BaseModel] | tuple[type[BaseModel], ...] | Mapping[str, Any]
+
+
+class Auth(enum.StrEnum):
+    """The credentials an operation accepts; the values name the document's security schemes."""
+
+    PERMISSION_TOKEN = "permissionToken"
+    VENDOR_KEY = "vendorKey"
+    OPERATOR_KEY = "operatorKey"
+
+
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    Auth.PERMISSION_TOKEN: {
+        "type": "http", "scheme": "bearer",
+        "description": "The `permission_token` returned once when the permission is created: "
+                       "`Authorization: Bearer <permission_token>`.",
+    },
+    Auth.VENDOR_KEY: {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "A vendor API key (`paygo vendor create` or `POST /api/v1/admin/vendors`), shown once.",
+    },
+    Auth.OPERATOR_KEY: {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "The operator key (the gateway's ADMIN_API_KEY setting).",
+    },
+}
+
+# What each error status means here, and a typical `code` for its example.
+ERROR_STATUSES: dict[int, tuple[str, str]] = {
+    400: ("The request is malformed (a webhook signature that does not sign the body)", "invalid_signature"),
+    401: ("Credentials missing or not valid", "missing_token"),
+    402: ("The permission cannot pay for this (not active, expired or exhausted)", "payment_required"),
+    403: ("The credentials are valid but do not grant access to this resource", "forbidden"),
+    404: ("No such resource (or not visible to these credentials)", "not_found"),
+    409: ("Conflicts with the current state (or an Idempotency-Key still in progress)", "conflict"),
+    413: ("The body is larger than the gateway accepts", "body_too_large"),
+    422: ("The request is not valid: the message names the field and the problem", "invalid_request"),
+    503: ("A dependency (database, node, card processor) is down or not configured; retry after Retry-After "
+          "seconds", "service_unavailable"),
+}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A query or header parameter (path parameters come from the route template)."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+REQUEST_ID = Parameter("X-Request-ID", "Names the request in the gateway's logs and is echoed back (1 to 128 "
+                                       "printable characters; otherwise the gateway makes one)")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """How one handler is described. `errors` lists the error statuses beyond those every operation of its kind
+    answers: 401/403 follow from `auth`, 409/413/422 from a body on a POST (Idempotency-Key, size, JSON), 503 from
+    `uses_database` (the database is down)."""
+
+    summary: str
+    description: str = ""
+    tag: str = ""
+    auth: tuple[Auth, ...] = ()
+    body: Body | None = None
+    body_required: bool = True
+    status: int = 200
+    response: Body | None = None
+    response_media_types: tuple[str, ...] = ("application/json",)
+    errors: tuple[int, ...] = ()
+    query: tuple[Parameter, ...] = ()
+    headers: tuple[Parameter, ...] = ()
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
+    uses_database: bool = True
+    # A status whose body is not the error shape (`/health` answers its report with 503 too).
+    other_responses: Mapping[int, tuple[str, Body]] = field(default_factory=dict)
+
+
+class UndescribedRoute(Exception):
+    """A route was added without `@describe`: the document would silently miss it."""
+
+
+def describe(operation: Operation) -> Callable[[HandlerT], HandlerT]:
+    """Attach `operation` to a handler (wrappers made with functools.wraps keep it)."""
+
+    def attach(handler: HandlerT) -> HandlerT:
+        setattr(handler, OPERATION_ATTRIBUTE, operation)
+        return handler
+
+    return attach
+
+
+def operation_of(handler: Callable[..., Any]) -> Operation | None:
+    return getattr(handler, OPERATION_ATTRIBUTE, None)
+
+
+# --- the document -----------------------------------------------------------------------------------------------
+
+def described_routes(app: web.Application) -> list[tuple[str, str, Operation]]:
+    """(method, path template, operation) of every route; HEAD, which aiohttp adds beside each GET, is left out."""
+    found = []
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        path = route.resource.canonical
+        operation = operation_of(route.handler)
+        if operation is None:
+            raise UndescribedRoute(f"{route.method} {path} has no @describe(Operation(...))")
+        found.append((route.method, path, operation))
+    return found
+
+
+def openapi_document(app: web.Application) -> dict[str, Any]:
+    routes = described_routes(app)
+    schemas = _component_schemas(tuple(dict.fromkeys(_models(routes))))
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, operation in routes:
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, operation, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PayGo",
+            "version": "1",
+            "description": "Payment gateway for metered streaming. Amounts are exact decimal strings in answers "
+                           "(and a JSON number or a decimal string in requests). Every error answers "
+                           "`{\"error\": {\"code\", \"message\"}}`; clients switch on `code`. Every answer echoes "
+                           "`X-Request-ID` (the caller's, or a new one). A POST with an `Idempotency-Key` header "
+                           "is applied once; a repeat answers the first answer (`Idempotent-Replayed: true`).",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def _body_models(body: Body | None) -> tuple[type[BaseModel], ...]:
+    if body is None or isinstance(body, Mapping):
+        return ()
+    return body if isinstance(body, tuple) else (body,)
+
+
+def _models(routes: list[tuple[str, str, Operation]]) -> list[tuple[type[BaseModel], str]]:
+    """Each model with the mode its schema is needed in: what clients send is validated, what they get serialized."""
+    found: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization")]
+    for _, _, operation in routes:
+        found += [(model, "validation") for model in _body_models(operation.body)]
+        answers = [operation.response, *(body for _, body in operation.other_responses.values())]
+        found += [(model, "serialization") for answer in answers for model in _body_models(answer)]
+    return found
+
+
+@cache
+def _component_schemas(models: tuple[tuple[type[BaseModel], str], ...]) -> dict[str, Any]:
+    _, top = models_json_schema(models, ref_template=REF_TEMPLATE)  # type: ignore[arg-type]
+    return top.get("$defs", {})
+
+
+def _schema(body: Body) -> dict[str, Any]:
+    if isinstance(body, Mapping):
+        return dict(body)
+    models = _body_models(body)
+    refs = [{"$ref": REF_TEMPLATE.format(model=model.__name__)} for model in models]
+    return refs[0] if len(refs) == 1 else {"allOf": refs}
+
+
+def _operation(method: str, path: str, operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+         "description": operation.path_parameters.get(name, "")}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    parameters += [_parameter(parameter, "query") for parameter in operation.query]
+    parameters += [_parameter(parameter, "header") for parameter in (*operation.headers, REQUEST_ID)]
+    if method == "POST":
+        parameters.append(_parameter(Parameter(
+            "Idempotency-Key", "Apply this POST once: a repeat with the same key and body answers the first answer",
+            {"type": "string", "minLength": 1, "maxLength": 200}), "header"))
+    described: dict[str, Any] = {
+        "operationId": _operation_id(method, path),
+        "summary": operation.summary,
+        "tags": [operation.tag or _default_tag(path)],
+        "parameters": parameters,
+        "security": [{scheme.value: []} for scheme in operation.auth],
+        "responses": _responses(method, path, operation, schemas),
+    }
+    if operation.description:
+        described["description"] = operation.description
+    if operation.body is not None:
+        schema = _schema(operation.body)
+        described["requestBody"] = {
+            "required": operation.body_required,
+            "content": {"application/json": {"schema": schema, "example": example_of(schema, schemas)}},
+        }
+    return described
+
+
+def _default_tag(path: str) -> str:
+    """The first segment after /api/v1 (`zcash`, `sessions`, `vendor`, ...)."""
+    return path.split("/")[3] if path.startswith("/api/v1/") else "operations"
+
+
+def _parameter(parameter: Parameter, location: str) -> dict[str, Any]:
+    return {"name": parameter.name, "in": location, "required": parameter.required, "schema": dict(parameter.schema),
+            "description": parameter.description}
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = re.sub(r"[{}]", "", path.removeprefix("/api/v1/")).replace(".", "_").replace("-", "_").split("/")
+    return method.lower() + "".join(word[:1].upper() + word[1:] for word in words if word)
+
+
+def _error_statuses(method: str, path: str, operation: Operation) -> set[int]:
+    statuses = set(operation.errors)
+    if "{" in path or operation.query:
+        statuses.add(422)  # a path or query the database cannot store (`%00`)
+    if operation.auth:
+        statuses.add(401)
+    if Auth.OPERATOR_KEY in operation.auth:
+        statuses.add(403)  # an X-API-Key that is not the operator key
+    if method == "POST":
+        statuses |= {409, 422}  # Idempotency-Key in progress, or reused with another body / malformed
+    if operation.body is not None:
+        statuses |= {413, 422}
+    if operation.uses_database:
+        statuses.add(503)
+    return statuses - set(operation.other_responses)
+
+
+def _responses(method: str, path: str, operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
+    request_id = {"X-Request-ID": {"description": "The caller's X-Request-ID, or a new one",
+                                   "schema": {"type": "string"}}}
+    success: dict[str, Any] = {"description": operation.summary, "headers": request_id}
+    if operation.response is not None:
+        schema = _schema(operation.response)
+        success["content"] = {media_type: _content(media_type, schema, schemas)
+                              for media_type in operation.response_media_types}
+    responses: dict[str, Any] = {str(operation.status): success}
+    for status, (description, body) in operation.other_responses.items():
+        schema = _schema(body)
+        responses[str(status)] = {"description": description, "headers": request_id, "content": {
+            "application/json": {"schema": schema, "example": example_of(schema, schemas)}}}
+    error_schema = _schema(ErrorResponse)
+    for status in sorted(_error_statuses(method, path, operation)):
+        description, code = ERROR_STATUSES[status]
+        headers = dict(request_id)
+        if status == 503:
+            headers["Retry-After"] = {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+        responses[str(status)] = {"description": description, "headers": headers, "content": {
+            "application/json": {"schema": error_schema,
+                                 "example": {"error": {"code": code, "message": description}}}}}
+    return responses
+
+
+def _content(media_type: str, schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """JSON as `schema` says; an event stream's events carry it as JSON in `data`; other media types are text (the
+    CSV columns are the JSON's fields)."""
+    if media_type == "application/json":
+        return {"schema": schema, "example": example_of(schema, schemas)}
+    if media_type == "text/event-stream":
+        return {"schema": {"type": "object", "required": ["event", "data"], "properties": {
+            "event": {"type": "string"}, "id": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}}}}
+    return {"schema": {"type": "string"}}
+
+
+def example_of(schema: Mapping[str, Any], schemas: Mapping[str, Any]) -> Any:
+    """An example value for `schema`: the `examples` its fields carry, else the simplest value of their type."""
+    if "$ref" in schema:
+        return example_of(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas)
+    if "examples" in schema:
+        return schema["examples"][0]
+    if "default" in schema and schema["default"] is not None:
+        return schema["default"]
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "allOf" in schema:
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            merged.update(example_of(part, schemas))
+        return merged
+    for alternatives in ("anyOf", "oneOf"):
+        if alternatives in schema:
+            options = [option for option in schema[alternatives] if option.get("type") != "null"]
+            return example_of(options[0] if options else schema[alternatives][0], schemas)
+    kind = schema.get("type", "object")
+    if kind == "object":
+        return {name: example_of(value, schemas) for name, value in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [example_of(schema["items"], schemas)] if "items" in schema else []
+    return {"string": "string", "integer": 0, "number": 1, "boolean": True, "null": None}[kind]
+
+
+# --- the two endpoints ------------------------------------------------------------------------------------------
+
+@describe(Operation(summary="This document: the OpenAPI 3.1 description of every endpoint", tag="docs",
+                    response={"type": "object"}, uses_database=False))
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app))
+
+
+@describe(Operation(summary="The API documentation as a self-contained HTML page (works offline)", tag="docs",
+                    response={"type": "string"}, response_media_types=("text/html",), uses_database=False))
+async def docs_page(_: web.Request) -> web.Response:
+    return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>PayGo API</title>
+<style>
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
+h2{border-bottom:1px solid #ccc;margin-top:2rem} .op{border:1px solid #ddd;border-radius:6px;margin:.7rem 0;padding:.5rem .8rem}
+.m{display:inline-block;min-width:4rem;font-weight:bold} .GET{color:#06c} .POST{color:#080}
+code,pre{background:#f6f6f6;font-size:13px} pre{padding:.5rem;overflow:auto;max-height:22rem}
+summary{cursor:pointer} td{vertical-align:top;padding:.1rem .6rem .1rem 0}
+</style></head>
+<body><h1>PayGo API</h1><p id="intro">Loading <a href="openapi.json">openapi.json</a>…</p><div id="ops"></div>
+<script>
+const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
+const json = v => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
+fetch("openapi.json").then(r => r.json()).then(doc => {
+  document.getElementById("intro").innerHTML = esc(doc.info.description) +
+    ' The machine-readable document: <a href="openapi.json">openapi.json</a>.';
+  const byTag = {};
+  for (const [path, ops] of Object.entries(doc.paths))
+    for (const [method, op] of Object.entries(ops)) (byTag[op.tags[0]] ??= []).push([path, method.toUpperCase(), op]);
+  let html = "";
+  for (const [tag, ops] of Object.entries(byTag)) {
+    html += `<h2>${esc(tag)}</h2>`;
+    for (const [path, method, op] of ops) {
+      const auth = op.security.length ? op.security.map(s => Object.keys(s)[0]).join(" or ") : "none";
+      const params = op.parameters.map(p => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}` +
+        `${p.required ? ", required" : ""}</td><td>${esc(p.description)}</td></tr>`).join("");
+      const body = op.requestBody ? "<b>Request body</b>" + json(op.requestBody.content["application/json"].example) : "";
+      const answers = Object.entries(op.responses).map(([status, r]) => {
+        const media = r.content ? Object.keys(r.content).join(", ") : "";
+        const example = r.content && r.content["application/json"] ? json(r.content["application/json"].example) : "";
+        return `<details><summary><b>${status}</b> ${esc(r.description)} <i>${esc(media)}</i></summary>${example}</details>`;
+      }).join("");
+      html += `<div class="op"><span class="m ${method}">${method}</span><code>${esc(path)}</code> — ` +
+        `${esc(op.summary)}<div>Auth: <code>${esc(auth)}</code></div>` +
+        (op.description ? `<p>${esc(op.description)}</p>` : "") +
+        (params ? `<table>${params}</table>` : "") + body + answers + "</div>";
+    }
+  }
+  html += "<h2>Authentication</h2>" + Object.entries(doc.components.securitySchemes)
+    .map(([name, s]) => `<p><code>${esc(name)}</code>: ${esc(s.description)}</p>`).join("");
+  html += "<h2>Schemas</h2>" + Object.entries(doc.components.schemas)
+    .map(([name, s]) => `<details><summary><code>${esc(name)}</code></summary>${json(s)}</details>`).join("");
+  document.getElementById("ops").innerHTML = html;
+}).catch(e => { document.getElementById("intro").textContent = "Could not load openapi.json: " + e; });
+</script></body></html>
+"""
+
+routes = [web.get(OPENAPI_PATH, openapi_json), web.get(DOCS_PATH, docs_page)]
