@@ -57,11 +57,22 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A connection that skips asyncpg's reset query (`RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); ...`)
+    when it goes back to the pool: that is one more round trip per acquire, on every request, to undo session
+    state this code never leaves behind (no LISTEN, no session settings, advisory locks only transaction-scoped or
+    released explicitly). asyncpg still rolls back any open transaction on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """A pool whose connections carry our codecs; raises ServiceUnavailable when the server cannot be reached."""
     try:
         return await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30
+            dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30,
+            connection_class=PooledConnection,
         )
     except DATABASE_DOWN_ERRORS as exc:
         raise ServiceUnavailable(

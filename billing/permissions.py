@@ -59,7 +59,9 @@ class Permission:
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Permission:
-        return cls(**{**dict(record), "status": PermissionStatus(record["status"])})
+        """From a row selected with PERMISSION_COLUMNS (extra columns, like a `now`, are ignored)."""
+        values = {f.name: record[f.name] for f in fields(cls)}
+        return cls(**{**values, "status": PermissionStatus(values["status"])})
 
     def is_expired_at(self, moment: datetime) -> bool:
         return self.expires_at <= moment
@@ -118,8 +120,17 @@ async def get_permission(conn: asyncpg.Connection, permission_id: UUID, *, lock:
     return Permission.from_record(record) if record else None
 
 
-async def permission_id_for_token(conn: asyncpg.Connection, token_hash: bytes) -> UUID | None:
-    return await conn.fetchval("SELECT id FROM permissions WHERE token_hash = $1", token_hash)
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """Who a permission token belongs to: enough to authorize and validate a request without reading more."""
+
+    permission_id: UUID
+    funding_source: str
+
+
+async def holder_of_token(conn: asyncpg.Connection, token_hash: bytes) -> TokenHolder | None:
+    record = await conn.fetchrow("SELECT id, funding_source FROM permissions WHERE token_hash = $1", token_hash)
+    return TokenHolder(record["id"], record["funding_source"]) if record else None
 
 
 async def latest_permission_for_wallet(

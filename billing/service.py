@@ -28,7 +28,8 @@ from billing.permissions import (
     insert_permission,
     latest_permission_for_wallet,
     payments_of,
-    permission_id_for_token,
+    TokenHolder,
+    holder_of_token,
 )
 from billing.reminders import (
     OpenSession,
@@ -169,9 +170,9 @@ class BillingService:
                                  code="webhooks_not_configured")
         return validate_notify_url(raw)
 
-    async def permission_for_token(self, token: str) -> UUID | None:
+    async def holder_of_token(self, token: str) -> TokenHolder | None:
         async with self.pool.acquire() as conn:
-            return await permission_id_for_token(conn, secret_hash(token))
+            return await holder_of_token(conn, secret_hash(token))
 
     async def permission_state(self, permission_id: UUID) -> PermissionState:
         cached = await self.cache.get(permission_id)

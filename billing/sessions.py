@@ -15,7 +15,7 @@ import asyncpg
 
 from billing.charging import charge_sessions
 from billing.errors import Forbidden, NotFound, PaymentRequired
-from billing.permissions import Permission, PermissionStatus, get_permission
+from billing.permissions import PERMISSION_COLUMNS, Permission, PermissionStatus, get_permission
 from billing.secrets import new_session_code, secret_hash
 
 
@@ -65,17 +65,26 @@ async def open_session(
 ) -> OpenedSession:
     """Open a session on a permission that can pay for it; 402 with a stable code when it cannot."""
     async with conn.transaction():
-        permission = await get_permission(conn, permission_id, lock=True)
-        if permission is None:
+        locked = await conn.fetchrow(f"SELECT {PERMISSION_COLUMNS}, now() AS now FROM permissions WHERE id = $1 "
+                                     "FOR UPDATE", permission_id)
+        if locked is None:
             raise NotFound("permission not found", code="permission_not_found")
+        permission = Permission.from_record(locked)
         if permission.user_wallet_address != user_wallet_address:
             raise Forbidden("the permission token belongs to another wallet", code="wallet_mismatch")
-        now = await conn.fetchval("SELECT now()")
-        _require_billable(permission, now)
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM vendors WHERE id = $1)", vendor_id):
-            raise NotFound("no vendor with this vendor_id is registered", code="vendor_not_found")
+        _require_billable(permission, locked["now"])
         code = new_session_code()
-        record = await conn.fetchrow(
+        try:
+            record = await _insert_session(conn, code, permission, vendor_id)
+        except asyncpg.ForeignKeyViolationError:  # the only foreign key left to check is the vendor's
+            raise NotFound("no vendor with this vendor_id is registered", code="vendor_not_found") from None
+        return OpenedSession(Session.from_record(record), code)
+
+
+async def _insert_session(conn: asyncpg.Connection, code: str, permission: Permission,
+                          vendor_id: UUID) -> asyncpg.Record:
+    """The session row, and its `session.started` vendor event in the same statement."""
+    return await conn.fetchrow(
             f"""
             WITH opened AS (
                 INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour)
@@ -103,7 +112,6 @@ async def open_session(
             """,
             uuid4(), secret_hash(code), permission.id, vendor_id, permission.rate_per_hour,
         )
-        return OpenedSession(Session.from_record(record), code)
 
 
 def _require_billable(permission: Permission, now: datetime) -> None:

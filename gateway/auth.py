@@ -13,6 +13,7 @@ from aiohttp import web
 
 from billing.errors import Forbidden, Unauthorized
 from billing.secrets import secret_hash
+from billing.permissions import TokenHolder
 from gateway.keys import ADMIN_KEY_HASH, BILLING
 
 API_KEY_HEADER = "X-API-Key"
@@ -41,16 +42,20 @@ def require_operator(request: web.Request) -> None:
         raise Forbidden("the X-API-Key is not the operator key", code="invalid_api_key")
 
 
-async def token_permission(request: web.Request) -> UUID:
-    """The permission the Bearer token belongs to; 401 when missing or unknown."""
+async def token_holder(request: web.Request) -> TokenHolder:
+    """The permission the Bearer token belongs to (and its funding source); 401 when missing or unknown."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("send the permission token as `Authorization: Bearer <permission_token>`",
                            code="missing_token")
-    permission_id = await request.app[BILLING].permission_for_token(token)
-    if permission_id is None:
+    holder = await request.app[BILLING].holder_of_token(token)
+    if holder is None:
         raise Unauthorized("the permission token is not valid", code="invalid_token")
-    return permission_id
+    return holder
+
+
+async def token_permission(request: web.Request) -> UUID:
+    return (await token_holder(request)).permission_id
 
 
 async def require_permission_access(request: web.Request, permission_id: UUID) -> None:

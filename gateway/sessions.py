@@ -6,7 +6,7 @@ from aiohttp import web
 
 from billing.errors import Forbidden
 from billing.events import publish_session_updates
-from gateway.auth import token_permission
+from gateway.auth import token_holder, token_permission
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING, REDIS
 from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView, SessionEndView, SessionView
@@ -20,12 +20,11 @@ from gateway.views import iso, session_end_view, session_view
                     description="The `session_code` in the answer ends the session and reads it."))
 async def open_session(request: web.Request) -> web.Response:
     billing = request.app[BILLING]
-    permission_id = await token_permission(request)
+    holder = await token_holder(request)
     body = await read_body(request, CreateSessionRequest)
     vendor_id = parse_uuid(body.vendor_id, "vendor")
-    state = await billing.permission_state(permission_id)
-    wallet = billing.source(state.permission.funding_source).validate_address(body.user_wallet_address)
-    opened = await billing.open_session(permission_id, wallet, vendor_id)
+    wallet = billing.source(holder.funding_source).validate_address(body.user_wallet_address)
+    opened = await billing.open_session(holder.permission_id, wallet, vendor_id)
     return json_response(SessionCreatedView(session_code=opened.session_code, session_id=str(opened.session.id),
                                             status=opened.session.status, started_at=iso(opened.session.started_at)),
                          status=201)
@@ -40,7 +39,7 @@ async def end_session(request: web.Request) -> web.Response:
     body = await read_body(request, EndSessionRequest)
     session, permission = await billing.end_session(body.session_code)
     await publish_session_updates(request.app[REDIS], [session.id])
-    charge = await billing.direct_charge_of_session(session.id)
+    charge = await billing.direct_charge_of_session(session.id) if session.uncovered_amount else None
     return json_response(session_end_view(session, billing.assets[permission.asset], charge))
 
 
@@ -53,7 +52,7 @@ async def show_session(request: web.Request) -> web.Response:
     session, permission, now = await billing.session_state(request.match_info["session_code"])
     if session.permission_id != permission_id:
         raise Forbidden("this session belongs to another permission", code="forbidden")
-    charge = await billing.direct_charge_of_session(session.id)
+    charge = await billing.direct_charge_of_session(session.id) if session.uncovered_amount else None
     return json_response(session_view(session, permission, billing.assets[permission.asset], now, charge))
 
 
