@@ -71,7 +71,8 @@ def validate_notify_url(raw: str) -> str:
         parts = None
     if (
         parts is None or len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname
-        or parts.username is not None or parts.password is not None or any(c.isspace() for c in url)
+        or parts.username is not None or parts.password is not None or not url.isprintable()
+        or any(c.isspace() for c in url)
     ):
         raise InvalidRequest("notify_url must be an absolute http or https URL without credentials",
                              code="invalid_notify_url")

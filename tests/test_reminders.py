@@ -37,7 +37,8 @@ async def test_notify_url_is_accepted_with_a_signing_key_and_gives_a_secret_once
     status, shown = await signing_gw.call("GET", f"/api/v1/zcash/permissions/{created['permission_id']}",
                                           token=created["permission_token"])
     assert status == 200 and "notify_secret" not in shown and shown["reminders"] == []
-    for bad in ("ftp://example.com/x", "example.com/hook", "https://user:pw@example.com/", "https:///nohost"):
+    for bad in ("ftp://example.com/x", "example.com/hook", "https://user:pw@example.com/", "https:///nohost",
+                "https://example.com/\x01hook"):
         status, body = await signing_gw.call("POST", "/api/v1/zcash/permissions", json={
             "user_wallet_address": created["user_wallet_address"], "requested_amount": "1", "rate_per_hour": "1",
             "notify_url": bad})
