@@ -67,7 +67,7 @@ FORMAT = Parameter("format", "json (default) or csv; `Accept: text/csv` also sel
 
 # --- query parameters -------------------------------------------------------------------------------------------
 
-def _check_parameters(request: web.Request, accepted: frozenset[str]) -> None:
+def check_parameters(request: web.Request, accepted: frozenset[str]) -> None:
     unknown = sorted(set(request.query) - accepted)
     if unknown:
         raise InvalidRequest(f"unknown query parameter {unknown[0]!r} (accepted: {', '.join(sorted(accepted))})",
@@ -126,7 +126,7 @@ def _wallet(request: web.Request) -> str | None:
     return wallet
 
 
-def _limit(request: web.Request) -> int:
+def page_limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_PAGE_SIZE
@@ -236,9 +236,9 @@ async def _stream_csv(request: web.Request, filename: str, columns: Sequence[str
            FORMAT)))
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     vendor_id = await require_vendor(request)
-    _check_parameters(request, SESSION_PARAMETERS)
+    check_parameters(request, SESSION_PARAMETERS)
     filters = _session_filters(request)
-    limit = _limit(request)
+    limit = page_limit(request)
     raw_cursor = request.query.get("cursor")
     after = SessionCursor.decode(raw_cursor) if raw_cursor is not None else None
     if _wants_csv(request):
@@ -275,7 +275,7 @@ async def show_session(request: web.Request) -> web.Response:
            FORMAT)))
 async def charges_summary_view(request: web.Request) -> web.StreamResponse:
     vendor_id = await require_vendor(request)
-    _check_parameters(request, SUMMARY_PARAMETERS)
+    check_parameters(request, SUMMARY_PARAMETERS)
     started_from, started_to = _time_range(request)
     group_by = _group_by(request)
     if _wants_csv(request):

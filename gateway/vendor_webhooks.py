@@ -24,7 +24,7 @@ from gateway.http import json_response, read_body
 from gateway.keys import POOL, SETTINGS
 from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.permissions import parse_uuid
-from gateway.vendor import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, _check_parameters, _limit
+from gateway.vendor import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, check_parameters, page_limit
 from gateway.views import iso
 from gateway.webhook_models import (
     DeliveryAttemptView,
@@ -104,7 +104,7 @@ async def put_webhook(request: web.Request) -> web.Response:
            Parameter("cursor", "`next_cursor` of the previous page", {"type": "string", "pattern": "^[0-9]+$"}))))
 async def list_deliveries(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
-    _check_parameters(request, DELIVERY_PARAMETERS)
+    check_parameters(request, DELIVERY_PARAMETERS)
     raw_status = request.query.get("status")
     statuses = tuple(dict.fromkeys(part.strip() for part in raw_status.split(","))) if raw_status is not None else ()
     if any(status not in DELIVERY_STATUSES for status in statuses):
@@ -117,7 +117,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if raw_cursor is not None and not (raw_cursor.isascii() and raw_cursor.isdigit()
                                        and int(raw_cursor) <= MAX_DELIVERY_ID):
         raise InvalidRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
-    limit = _limit(request)
+    limit = page_limit(request)
     async with request.app[POOL].acquire() as conn:
         found = await vendor_deliveries(conn, vendor_id, statuses=statuses, event_type=event_type,
                                         before_id=int(raw_cursor) if raw_cursor is not None else None, limit=limit)
