@@ -45,18 +45,19 @@ async def _migrations(conn: asyncpg.Connection) -> dict[str, Any]:
     return {"ok": not pending, "applied": len(applied), "pending": pending}
 
 
-async def _scheduler(conn: asyncpg.Connection, operations: OperationsSettings) -> dict[str, Any]:
-    """Lag: seconds since the newest success of any job; a job whose last run failed is named."""
+async def _scheduler(conn: asyncpg.Connection, max_lag_seconds: int) -> dict[str, Any]:
+    """Lag: seconds since the last successful billing tick (degraded past `max_lag_seconds`, by default three
+    billing intervals); a job whose last run failed is named."""
     row = await conn.fetchrow(
         """
-        SELECT min(seconds_since_success) AS lag_seconds,
+        SELECT min(seconds_since_success) FILTER (WHERE job_name = 'billing_tick') AS lag_seconds,
                coalesce(array_agg(job_name ORDER BY job_name) FILTER (WHERE failing), '{}') AS failing_jobs
           FROM scheduler_health
         """
     )
     lag = row["lag_seconds"]
-    ok = lag is not None and lag <= operations.scheduler_max_lag_seconds and not row["failing_jobs"]
-    return {"ok": ok, "lag_seconds": lag, "max_lag_seconds": operations.scheduler_max_lag_seconds,
+    ok = lag is not None and lag <= max_lag_seconds and not row["failing_jobs"]
+    return {"ok": ok, "lag_seconds": lag, "max_lag_seconds": max_lag_seconds,
             "failing_jobs": list(row["failing_jobs"])}
 
 
@@ -77,7 +78,9 @@ async def _webhooks(conn: asyncpg.Connection, operations: OperationsSettings) ->
 
 async def _database_checks(request: web.Request, *, full: bool) -> dict[str, dict[str, Any]]:
     """`database` and `migrations`; with `full`, also `scheduler` and `webhooks` where their views exist."""
-    operations = request.app[SETTINGS].operations or OperationsSettings()
+    settings = request.app[SETTINGS]
+    operations = settings.operations or OperationsSettings()
+    max_lag = operations.scheduler_max_lag_seconds or 3 * settings.billing_interval_seconds
     started = time.perf_counter()
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
@@ -86,7 +89,7 @@ async def _database_checks(request: web.Request, *, full: bool) -> dict[str, dic
                 checks = {"database": {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)},
                           "migrations": await _migrations(conn)}
                 if full and await table_exists(conn, "scheduler_health"):
-                    checks["scheduler"] = await _scheduler(conn, operations)
+                    checks["scheduler"] = await _scheduler(conn, max_lag)
                 if full and await table_exists(conn, "webhook_backlog"):
                     checks["webhooks"] = await _webhooks(conn, operations)
                 return checks

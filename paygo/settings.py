@@ -139,7 +139,7 @@ class OperationsSettings:
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
     vendor_key_rotation_overlap_seconds: int = 86400
-    scheduler_max_lag_seconds: int = 300  # health: the newest job success must be younger than this
+    scheduler_max_lag_seconds: int | None = None  # health: how late the last billing tick may be (None: 3 intervals)
     webhook_backlog_max_age_seconds: int = 900  # health: the oldest pending outbox message must be younger
 
     @classmethod
@@ -157,7 +157,7 @@ class OperationsSettings:
             log_format=log_format,
             log_level=log_level,
             vendor_key_rotation_overlap_seconds=overlap,
-            scheduler_max_lag_seconds=_int(env, "SCHEDULER_MAX_LAG_SECONDS", 300, minimum=1),
+            scheduler_max_lag_seconds=_int(env, "SCHEDULER_MAX_LAG_SECONDS", 0, minimum=0) or None,
             webhook_backlog_max_age_seconds=_int(env, "WEBHOOK_BACKLOG_MAX_AGE_SECONDS", 900, minimum=1),
         )
 

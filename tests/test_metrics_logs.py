@@ -120,7 +120,7 @@ async def test_health_reports_schema_scheduler_and_webhooks(gw: Gateway) -> None
     assert checks["webhooks"] == {"ok": True, "pending": 0, "dead": 0, "oldest_pending_age_seconds": None}
 
     await gw.db.execute("INSERT INTO job_runs (job_name, last_started_at, last_succeeded_at, runs) "
-                        "VALUES ('billing', now(), now(), 1)")
+                        "VALUES ('billing_tick', now(), now(), 1)")
     await gw.db.execute(
         "INSERT INTO outbox (kind, event_type, dedupe_key, target_url, payload, status, created_at) VALUES "
         "('webhook', 'session.ended', 'old', 'http://127.0.0.1:9/', '{}', 'pending', now() - interval '2 hours'),"

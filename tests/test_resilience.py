@@ -119,3 +119,17 @@ async def test_cached_permission_reads_are_invalidated_on_every_write(gw: Gatewa
     await gw.end_session(opened["session_code"])
     after = (await gw.call("GET", path, token=permission["permission_token"]))[1]
     assert first["remaining_amount"] == "10.00000000" and after["remaining_amount"] == "7.50000000"
+
+
+async def test_health_degrades_when_the_billing_tick_is_three_intervals_late(gw: Gateway) -> None:
+    interval = gw.settings.billing_interval_seconds
+    await gw.db.execute(
+        "INSERT INTO job_runs (job_name, last_started_at, last_succeeded_at, runs) "
+        "VALUES ('billing_tick', now(), now() - make_interval(secs => $1), 1)", 2 * interval)
+    status, health = await gw.call("GET", "/api/v1/health")
+    assert health["checks"]["scheduler"]["ok"] is True and health["checks"]["scheduler"]["lag_seconds"] >= 2 * interval
+    await gw.db.execute("UPDATE job_runs SET last_succeeded_at = now() - make_interval(secs => $1)", 3 * interval + 5)
+    status, health = await gw.call("GET", "/api/v1/health")
+    assert status == 200 and health["status"] == "degraded"
+    assert health["checks"]["scheduler"]["ok"] is False
+    assert health["checks"]["scheduler"]["max_lag_seconds"] == 3 * interval
