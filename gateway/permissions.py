@@ -91,15 +91,19 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
                                                            notify_secret=created.notify_secret),
                             state, status=201)
 
+    async def accessible_state(request: web.Request) -> PermissionState:
+        """The permission named in the path, for its token holder or the operator, if it is this source's."""
+        permission_id = parse_uuid(request.match_info["id"], "permission")
+        await require_permission_access(request, permission_id)
+        state = await request.app[BILLING].permission_state(permission_id)
+        _require_source(state.permission.funding_source, funding_source)
+        return state
+
     @describe(Operation(summary=f"Show a {funding_source} permission", tag=tag, auth=holder,
                         response=(PermissionView, *extra), errors=(403, 404), path_parameters=path_id))
     async def show(request: web.Request) -> web.Response:
-        billing = request.app[BILLING]
-        permission_id = parse_uuid(request.match_info["id"], "permission")
-        await require_permission_access(request, permission_id)
-        state = await billing.permission_state(permission_id)
-        _require_source(state.permission.funding_source, funding_source)
-        return await answer(request, _view(billing, state, funding_source), state)
+        state = await accessible_state(request)
+        return await answer(request, _view(request.app[BILLING], state, funding_source), state)
 
     @describe(Operation(summary=f"Look for payments to a {funding_source} permission now and credit confirmed ones",
                         tag=tag, auth=holder, body=verify_body, body_required=False,
@@ -107,12 +111,9 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
                         path_parameters=path_id))
     async def verify(request: web.Request) -> web.Response:
         billing = request.app[BILLING]
-        permission_id = parse_uuid(request.match_info["id"], "permission")
-        await require_permission_access(request, permission_id)
-        state = await billing.permission_state(permission_id)
-        _require_source(state.permission.funding_source, funding_source)
+        state = await accessible_state(request)
         hints = await verify_hints(request, state) if verify_hints is not None else ()
-        state = await billing.verify_permission(permission_id, hints)
+        state = await billing.verify_permission(state.permission.id, hints)
         return await answer(request, _view(billing, state, funding_source), state)
 
     @describe(Operation(summary=f"The {funding_source} permission of a wallet", tag=tag, auth=holder,
