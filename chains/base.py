@@ -47,6 +47,9 @@ class PaymentTarget:
     locator: str
     payer: str | None = None
     hints: tuple[str, ...] = ()
+    # Also look for payments nobody named yet, where the source cannot list them by address (the watcher asks;
+    # sources that list payments by address always report everything and ignore this).
+    discover: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 UNAVAILABLE_CODE = "ethereum_node_unavailable"
 RETRY_AFTER_UNAVAILABLE = 5
 RETRY_AFTER_MISCONFIGURED = 60
+DEFAULT_DISCOVERY_BLOCKS = 256  # how far back the watcher looks for payments nobody named (~50 min on mainnet)
+RESCAN_BLOCKS = 12  # the newest blocks, fetched again on every discovery in case a reorg replaced them
 NATIVE_OUTPUT_INDEX = -1  # the one "output" of a transaction's ETH value; token transfers use their log position
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 TRANSFER_TOPIC = HexBytes("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
@@ -108,6 +110,7 @@ class EthereumFundingSource:
         require_finalized: bool = False,
         tokens: Sequence[Token] = (),
         timeout: float = 10.0,
+        discovery_blocks: int = DEFAULT_DISCOVERY_BLOCKS,
     ) -> None:
         self.chain_id = chain_id
         self.service_address = normalise_address(service_address, "ETH_SERVICE_ADDRESS")
@@ -120,6 +123,8 @@ class EthereumFundingSource:
             exception_retry_configuration=None,
         ))
         self._chain_checked = False
+        self.discovery_blocks = discovery_blocks
+        self._sends_by_block: dict[int, list[tuple[str, str]]] = {}  # block number → (sender, tx) sends to us
 
     # --- FundingSource ---------------------------------------------------------------------------------------
 
@@ -134,19 +139,29 @@ class EthereumFundingSource:
         return FundingInstructions(payment_address=self.service_address, locator=self.asset_contract(request.asset))
 
     async def find_payments(self, targets: Sequence[PaymentTarget]) -> dict[str, list[Payment]]:
+        """Payments in the transactions each target names (`hints`), and — for targets that ask to `discover` —
+        in transactions from its payer to the service address in the last `discovery_blocks` blocks."""
         found: dict[str, list[Payment]] = {target.key: [] for target in targets}
-        hashes = sorted({normalise_tx_hash(h) for target in targets for h in target.hints})
-        if not hashes:
+        payers = {target.payer for target in targets if target.discover and target.payer}
+        if not payers and not any(target.hints for target in targets):
             return found
         await self._check_chain()
         try:
             chain = await self._chain_state()
+            discovered = await self._discover(payers, chain) if payers else {}
+            hints = {
+                target.key: tuple(dict.fromkeys(
+                    [normalise_tx_hash(h) for h in target.hints]
+                    + (sorted(discovered.get(target.payer or "", ())) if target.discover else [])))
+                for target in targets
+            }
+            hashes = sorted({h for named in hints.values() for h in named})
             mined = await asyncio.gather(*(self._mined_transaction(h) for h in hashes))
         except NODE_FAILURES as error:
             raise _unavailable("finding payments", error) from error
         by_hash = dict(zip(hashes, mined, strict=True))
         for target in targets:
-            for tx_hash in dict.fromkeys(normalise_tx_hash(h) for h in target.hints):
+            for tx_hash in hints[target.key]:
                 transaction = by_hash[tx_hash]
                 if transaction is not None:
                     found[target.key].extend(self._payments_in(transaction, target, chain))
@@ -232,6 +247,38 @@ class EthereumFundingSource:
             logger.info("transaction %s is in block %s, no longer canonical", tx_hash, receipt["blockHash"].to_0x_hex())
             return None
         return transaction, receipt
+
+    async def _discover(self, payers: set[str], chain: _Chain) -> dict[str, set[str]]:
+        """Transactions from each payer that may pay the service address, in the discovery window: token
+        `Transfer` logs to it (one `eth_getLogs`), and plain ETH sends to it (block bodies, each fetched once and
+        remembered; the newest RESCAN_BLOCKS are fetched again every time so that a reorg's blocks are seen).
+        They are only candidates: `_mined_transaction` and `_payments_in` decide what they pay."""
+        start = max(chain.tip - self.discovery_blocks + 1, 0)
+        candidates: dict[str, set[str]] = {}
+        if self.tokens:
+            logs = await self._w3.eth.get_logs({
+                "fromBlock": start, "toBlock": chain.tip,
+                "address": [token.contract for token in self.tokens.values()],
+                "topics": [TRANSFER_TOPIC, None, "0x" + "00" * 12 + self.service_address[2:].lower()],
+            })
+            for log in logs:
+                sender = _topic_address(log["topics"][1])
+                if sender in payers and not log.get("removed", False):
+                    candidates.setdefault(sender, set()).add(log["transactionHash"].to_0x_hex())
+        wanted = [n for n in range(start, chain.tip + 1)
+                  if n not in self._sends_by_block or n > chain.tip - RESCAN_BLOCKS]
+        blocks = await asyncio.gather(*(self._w3.eth.get_block(n, full_transactions=True) for n in wanted))
+        for number, block in zip(wanted, blocks, strict=True):
+            self._sends_by_block[number] = [
+                (tx["from"], tx["hash"].to_0x_hex()) for tx in block["transactions"] if tx["to"] == self.service_address
+            ]
+        for number in [n for n in self._sends_by_block if n < start]:
+            del self._sends_by_block[number]
+        for sends in self._sends_by_block.values():
+            for sender, tx_hash in sends:
+                if sender in payers:
+                    candidates.setdefault(sender, set()).add(tx_hash)
+        return candidates
 
     def _payments_in(self, mined: tuple[Any, TxReceipt], target: PaymentTarget, chain: _Chain) -> list[Payment]:
         transaction, receipt = mined

@@ -175,6 +175,7 @@ class EthereumSettings:
     tokens: tuple[Token, ...]
     max_amount_units: dict[str, int]  # per asset code: ETH and each token
     rpc_timeout_seconds: int
+    discovery_blocks: int = 256  # how far back the payment watcher looks for payments nobody named
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EthereumSettings | None:
@@ -198,6 +199,7 @@ class EthereumSettings:
             max_amount_units={"ETH": _max_amount(env, "ETH_MAX_PERMISSION_AMOUNT", Decimal(100), ETH),
                               **token_maximums},
             rpc_timeout_seconds=_int(env, "ETH_RPC_TIMEOUT_SECONDS", 10, minimum=1),
+            discovery_blocks=_int(env, "ETH_DISCOVERY_BLOCKS", 256, minimum=1),
         )
 
 

@@ -188,7 +188,7 @@ async def _targets(run: _Pass, source_name: str,
     targets = [
         PaymentTarget(key=PERMISSION_PREFIX + str(row["id"]), asset=row["asset"],
                       payment_address=row["payment_address"], locator=row["payment_locator"] or "",
-                      payer=row["user_wallet_address"], hints=tuple(row["unsettled_txids"]))
+                      payer=row["user_wallet_address"], hints=tuple(row["unsettled_txids"]), discover=True)
         for row in permission_rows
     ] + [
         PaymentTarget(key=DIRECT_CHARGE_PREFIX + str(row["id"]), asset=row["asset"],
