@@ -24,6 +24,8 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.unit_of_work import Database
+
 DEFAULT_BATCH_SIZE = 5000  # permissions per transaction: bounds lock time and memory
 
 CHARGE_SESSIONS = """
@@ -222,40 +224,42 @@ async def _lock_batch(conn: asyncpg.Connection, candidates: list[UUID]) -> list[
 
 
 async def billing_tick(
-    pool: asyncpg.Pool, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    db: Database, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     only_expired: bool = False,
 ) -> ChargeResult:
-    """Charge every active session what it owes at `at` (database time when None), in batches of permissions."""
+    """Charge every active session what it owes at `at` (database time when None), in batches of permissions,
+    each batch one transaction (announced to the post-commit hook once committed)."""
     result = ChargeResult()
     last: UUID | None = None
     while True:
-        async with pool.acquire() as conn:
-            async with conn.transaction():
-                moment = at or await conn.fetchval("SELECT now()")
-                candidates = [r["permission_id"] for r in await conn.fetch(
-                    """
-                    SELECT DISTINCT s.permission_id FROM sessions s
-                      JOIN permissions p ON p.id = s.permission_id
-                     WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
-                       AND (NOT $3 OR p.expires_at <= $4)
-                     ORDER BY s.permission_id LIMIT $2
-                    """,
-                    last, batch_size, only_expired, moment,
-                )]
-                if not candidates:
-                    return result
-                last = candidates[-1]
-                locked = await _lock_batch(conn, candidates)
-                if locked:
-                    result.add(await charge_sessions(conn, locked, moment), locked)
+        async with db.transaction() as work:
+            conn = work.conn
+            moment = at or await conn.fetchval("SELECT now()")
+            candidates = [r["permission_id"] for r in await conn.fetch(
+                """
+                SELECT DISTINCT s.permission_id FROM sessions s
+                  JOIN permissions p ON p.id = s.permission_id
+                 WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
+                   AND (NOT $3 OR p.expires_at <= $4)
+                 ORDER BY s.permission_id LIMIT $2
+                """,
+                last, batch_size, only_expired, moment,
+            )]
+            if not candidates:
+                return result
+            last = candidates[-1]
+            locked = await _lock_batch(conn, candidates)
+            if locked:
+                result.add(await charge_sessions(conn, locked, moment), locked)
+                work.changed(permissions=locked)
 
 
-async def expire_permissions(pool: asyncpg.Pool, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
+async def expire_permissions(db: Database, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
     """Close the open sessions of permissions past their expiry (charged up to the expiry instant), then mark
     those permissions `expired`. Returns the charge result and the permissions that expired."""
-    charged = await billing_tick(pool, at=at, only_expired=True)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
+    charged = await billing_tick(db, at=at, only_expired=True)
+    async with db.transaction() as work:
+        rows = await work.conn.fetch(
             """
             UPDATE permissions p SET status = 'expired', updated_at = now()
              WHERE p.status IN ('active', 'exhausted', 'pending_payment')
@@ -265,4 +269,5 @@ async def expire_permissions(pool: asyncpg.Pool, *, at: datetime | None = None) 
             """,
             at,
         )
+        work.changed(permissions=[row["id"] for row in rows])
     return charged, [row["id"] for row in rows]

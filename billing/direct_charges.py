@@ -13,8 +13,8 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import PayGoError
-from chains.base import FundingRequest, FundingSource
+from kernel.errors import PayGoError
+from kernel.funding import FundingRequest, FundingSource
 
 log = logging.getLogger(__name__)
 

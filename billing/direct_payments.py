@@ -19,7 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from billing.vendor_webhooks import enqueue_direct_charge_paid
-from chains.base import Payment
+from kernel.funding import Payment
 
 
 @dataclass(frozen=True, slots=True)

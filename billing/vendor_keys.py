@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import InvalidRequest, NotFound
+from kernel.errors import InvalidRequest, NotFound
 from billing.secrets import secret_hash
 from billing.vendors import add_key
 

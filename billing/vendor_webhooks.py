@@ -38,7 +38,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import Conflict, NotFound
+from kernel.errors import Conflict, NotFound
 
 VENDOR_WEBHOOK_KIND = "vendor_webhook"
 VENDOR_EVENTS = ("session.started", "session.ended", "permission.exhausted", "payment.confirmed",

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import InvalidRequest
+from kernel.errors import InvalidRequest
 from billing.secrets import VENDOR_KEY_PREFIX, new_vendor_key, secret_hash
 
 MAX_VENDOR_NAME_LENGTH = 200

@@ -30,9 +30,16 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
-from billing.assets import Asset
-from billing.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
-from chains.base import FundingInstructions, FundingRequest, Payment, PaymentTarget, SourceStatus
+from kernel.assets import Asset
+from kernel.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
+from kernel.funding import (
+    FundingInstructions,
+    FundingRequest,
+    Payment,
+    PaymentTarget,
+    SourceStatus,
+    WalletBalance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +138,9 @@ class EthereumFundingSource:
     def validate_address(self, address: str) -> str:
         return normalise_address(address, "user_wallet_address")
 
+    def normalise_transaction_id(self, txid: str) -> str:
+        return normalise_tx_hash(txid)
+
     def asset_contract(self, asset: str) -> str:
         """The contract of a token asset, or the zero address for ETH (as the signed authorization names it)."""
         return self.tokens[asset].contract if asset in self.tokens else ZERO_ADDRESS
@@ -191,8 +201,8 @@ class EthereumFundingSource:
 
     # --- balance -----------------------------------------------------------------------------------------------
 
-    async def balance(self, address: str, asset: str) -> tuple[int, int]:
-        """(balance in minor units, block number it was read at) of `asset` held by `address`."""
+    async def wallet_balance(self, address: str, asset: str) -> WalletBalance:
+        """The balance of `asset` (minor units) held by `address`, with the block number it was read at."""
         wallet = normalise_address(address)
         await self._check_chain()
         try:
@@ -204,7 +214,7 @@ class EthereumFundingSource:
                 units = await self._w3.eth.get_balance(wallet, block_identifier=block_number)
         except NODE_FAILURES as error:
             raise _unavailable("reading a balance", error) from error
-        return int(units), block_number
+        return WalletBalance(units=int(units), block_number=block_number)
 
     # --- internals -----------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from enum import Enum
 
 import base58
 
-from billing.errors import InvalidAddress
+from kernel.errors import InvalidAddress
 
 
 class ZcashNetwork(str, Enum):

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
-from billing.errors import InvalidAddress
+from kernel.errors import InvalidAddress
 from chains.jsonrpc import decode_json, encode_json
 from chains.zcash_address import (
     ZcashAddress,
