@@ -33,11 +33,11 @@ class PermissionCache:
         if self._client is None:
             return None
         try:
-            raw: bytes | None = await self._client.get(self._key(permission_id))
+            raw = await self._client.get(self._key(permission_id))
         except (RedisError, OSError) as exc:
             log.warning("permission cache read failed: %s", type(exc).__name__)
             return None
-        return raw
+        return raw.encode() if isinstance(raw, str) else raw
 
     async def put(self, permission_id: UUID, value: bytes) -> None:
         if self._client is None:

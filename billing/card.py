@@ -24,9 +24,9 @@ from uuid import UUID
 
 import asyncpg
 
-from kernel.errors import Conflict, InvalidEvent, NotFound
 from billing.ledger import EntryKind, post_entry
 from billing.permissions import Permission, PermissionStatus, apply_payments, get_permission
+from kernel.errors import Conflict, InvalidEvent, NotFound
 from kernel.funding import Payment, RefundReceipt
 
 CARD = "card"
@@ -262,7 +262,8 @@ async def _checkout_permission(conn: asyncpg.Connection, session: Mapping[str, A
 async def _lock_payment_intent(conn: asyncpg.Connection, payment_intent: str) -> None:
     """Serialise every event about one payment, so a charge fact and its checkout's funding cannot miss each other
     (each reads what the other wrote)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"stripe-payment-intent:{payment_intent}")
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                       f"stripe-payment-intent:{payment_intent}")
 
 
 _HANDLERS: dict[str, EventHandler] = {

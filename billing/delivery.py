@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from billing.outbox import OutboxMessage, RetryPolicy, claim_due, mark_delivered, mark_failed
-from billing.vendor_webhooks import LoggedAttempt, record_attempts
 from billing.unit_of_work import Database
+from billing.vendor_webhooks import LoggedAttempt, record_attempts
 from billing.webhooks import SIGNATURE_HEADER, permission_secret, sign, vendor_secret
 
 USER_AGENT = "PayGo-Webhooks/1"

@@ -46,13 +46,6 @@ class WebhookBacklog:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseHealth:
-    migrations: MigrationStatus
-    scheduler: SchedulerLag | None  # None until its view exists
-    webhooks: WebhookBacklog | None
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseHealth:
     up: bool
     latency_ms: float | None = None
     error: str | None = None  # the failure's type name when down

@@ -17,7 +17,14 @@ from pydantic import TypeAdapter
 
 from billing.cache import PermissionCache
 from billing.card import CardDetails, card_details
-from billing.eip712 import MAX_UINT64, MAX_UINT256, SpendAuthorization, check_authorization, parse_uint, record_authorization
+from billing.eip712 import (
+    MAX_UINT64,
+    MAX_UINT256,
+    SpendAuthorization,
+    check_authorization,
+    parse_uint,
+    record_authorization,
+)
 from billing.permissions import (
     NewPermission,
     PaymentRow,
@@ -117,7 +124,7 @@ class PermissionPolicy:
     max_amount_units: dict[str, int]
     webhook_signing_key: str | None = None
     payment_window_hours: int = 24
-    reminder_policy: ReminderPolicy = ReminderPolicy()
+    reminder_policy: ReminderPolicy = field(default_factory=ReminderPolicy)
 
 
 _CACHED_STATE = TypeAdapter(PermissionState)

@@ -19,9 +19,9 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.permissions import Permission, PermissionStatus
 from billing.unit_of_work import Database
 from kernel.money import SECONDS_PER_HOUR, owed_for
-from billing.permissions import Permission, PermissionStatus
 
 EXPIRY_EVENT = "permission.expiring"
 LOW_BALANCE_EVENT = "permission.low_balance"

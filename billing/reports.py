@@ -22,7 +22,6 @@ import asyncpg
 from kernel.assets import Asset
 from kernel.errors import InvalidRequest
 
-
 CURSOR_PREFETCH_ROWS = 500  # rows a server-side cursor fetches per round trip
 
 

@@ -14,9 +14,9 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from billing.charging import charge_sessions
-from kernel.errors import Forbidden, NotFound, PaymentRequired
 from billing.permissions import PERMISSION_COLUMNS, Permission, PermissionStatus, get_permission
 from billing.secrets import new_session_code, secret_hash
+from kernel.errors import Forbidden, NotFound, PaymentRequired
 
 
 class SessionStatus(StrEnum):

@@ -6,7 +6,7 @@ ability a source lacks is a client-facing error, never an `isinstance` check sca
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 from kernel.assets import Asset, AssetRegistry
@@ -28,10 +28,14 @@ class FundingSources:
     def __init__(self, sources: Mapping[str, FundingSource], assets: AssetRegistry) -> None:
         self.all = dict(sources)
         self.assets = assets
-        self.balances = _with_ability(sources.values(), ReadsWalletBalance)
-        self.refunds = _with_ability(sources.values(), RefundsPayments)
-        self.authorizers = _with_ability(sources.values(), SignsSpendAuthorizations)
-        self.card_events = _with_ability(sources.values(), ReadsCardEvents)
+        self.balances: dict[str, ReadsWalletBalance] = {
+            name: source for name, source in self.all.items() if isinstance(source, ReadsWalletBalance)}
+        self.refunds: dict[str, RefundsPayments] = {
+            name: source for name, source in self.all.items() if isinstance(source, RefundsPayments)}
+        self.authorizers: dict[str, SignsSpendAuthorizations] = {
+            name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
+        self.card_events: dict[str, ReadsCardEvents] = {
+            name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
 
     def source(self, name: str) -> FundingSource:
         source = self.all.get(name)
@@ -73,6 +77,3 @@ class FundingSources:
         for source in self.all.values():
             await source.close()
 
-
-def _with_ability(sources: Iterable[FundingSource], ability: type[AbilityT]) -> dict[str, AbilityT]:
-    return {source.name: source for source in sources if isinstance(source, ability)}  # type: ignore[misc]

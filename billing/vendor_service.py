@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+from billing.unit_of_work import Database
 from billing.vendor_keys import RotatedKey, VendorKey, list_keys, revoke_keys, rotate_key
 from billing.vendor_webhooks import VENDOR_EVENTS, Delivery, redeliver, set_webhook_url, vendor_deliveries
 from billing.vendors import NewVendor, create_vendor, rotate_demo_vendor_key, vendor_for_key
-from billing.unit_of_work import Database
 from billing.webhooks import validate_notify_url, vendor_secret
 from kernel.errors import InvalidRequest, NotFound
 

@@ -31,7 +31,6 @@ from kernel.errors import (
     InvalidSignature,
     ServiceUnavailable,
 )
-from kernel.money import format_amount
 from kernel.funding import (
     FundingInstructions,
     FundingRequest,
@@ -40,6 +39,7 @@ from kernel.funding import (
     RefundReceipt,
     SourceStatus,
 )
+from kernel.money import format_amount
 
 # The API version whose object shapes this adapter (and regtest/stripe_api.py) reads; stripe 16's own version.
 STRIPE_API_VERSION = "2026-10-28.endive"
@@ -48,7 +48,8 @@ SIGNATURE_HEADER = "Stripe-Signature"
 CHECKOUT_PRODUCT_NAME = "PayGo streaming credit"
 MAX_EMAIL_LENGTH = 254
 MAX_URL_LENGTH = 2048
-_EMAIL = re.compile(r"[^@\s\"<>(),;:\\\[\]]{1,64}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+_EMAIL = re.compile(r"[^@\s\"<>(),;:\\\[\]]{1,64}"  # the local part
+                    r"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
 
 
 def checkout_idempotency_key(reference: str) -> str:
@@ -135,7 +136,7 @@ class CardFundingSource:
             raise InvalidRequest("success_url is required (or set STRIPE_SUCCESS_URL on the gateway)",
                                  code="invalid_url")
         metadata = {"permission_id": request.reference}
-        params: dict[str, Any] = {
+        params: Any = {  # stripe.checkout.SessionCreateParams
             "mode": "payment",
             "line_items": [{
                 "quantity": 1,

@@ -23,6 +23,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from chains.jsonrpc import JsonRpcClient, RpcAuthError, RpcError, RpcFailure, RpcUnavailable
+from chains.zcash_address import (
+    ZcashAddress,
+    ZcashNetwork,
+    encode_sapling,
+    encode_unified,
+    validate_address,
+)
 from kernel.errors import InvalidAddress, ServiceUnavailable
 from kernel.funding import (
     FundingInstructions,
@@ -31,14 +39,6 @@ from kernel.funding import (
     PaymentTarget,
     SourceStatus,
     WalletBalance,
-)
-from chains.jsonrpc import JsonRpcClient, RpcAuthError, RpcError, RpcFailure, RpcUnavailable
-from chains.zcash_address import (
-    ZcashAddress,
-    ZcashNetwork,
-    encode_sapling,
-    encode_unified,
-    validate_address,
 )
 
 logger = logging.getLogger(__name__)

@@ -94,7 +94,8 @@ async def typed_data(request: web.Request) -> web.Response:
     summary="A wallet's ETH or token balance as the node reports it, and the hours it could buy", tag="ethereum",
     response=EthereumBalanceView, errors=(422, 503), path_parameters={"address": "A 0x address"},
     query=(Parameter("asset", "ETH (default) or an accepted ERC-20 symbol"),
-           Parameter("rate_per_hour", "Price per hour, to estimate the hours", {"type": "string", "examples": ["0.01"]}))))
+           Parameter("rate_per_hour", "Price per hour, to estimate the hours",
+                     {"type": "string", "examples": ["0.01"]}))))
 async def balance(request: web.Request) -> web.Response:
     """A wallet's ETH (or `asset` token) balance and the streaming it could buy at `rate_per_hour`."""
     report = await request.app[SERVICES].permissions.wallet_balance(

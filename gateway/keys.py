@@ -10,5 +10,5 @@ from paygo.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
-REDIS = web.AppKey("redis", aioredis.Redis | None)  # the live streams' change feed
-ADMIN_KEY_HASH = web.AppKey("admin_key_hash", bytes | None)
+REDIS = web.AppKey[aioredis.Redis | None]("redis")  # the live streams' change feed
+ADMIN_KEY_HASH = web.AppKey[bytes | None]("admin_key_hash")

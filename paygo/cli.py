@@ -219,7 +219,8 @@ Next, ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
   curl -s -X POST {base}/api/v1/zcash/permissions -H 'Content-Type: application/json' \\
        -d '{{"user_wallet_address": "{demo_wallet}", "requested_amount": "10", "rate_per_hour": "2.5"}}'
 Then pay its payment_address from the regtest faucet and mine a block (see README, "Quick start"):
-  curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"<payment_address>","amount":10}}]],"id":1}}'
+  curl -s -u paygo:{rpc_password} {node_url} \\
+       -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"<payment_address>","amount":10}}]],"id":1}}'
   curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"generate","params":[1],"id":2}}'
 """, flush=True)
 

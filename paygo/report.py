@@ -13,8 +13,6 @@ from decimal import Decimal
 from billing.report_service import ViewRows
 
 
-
-
 def _cell(value: object) -> str:
     if value is None:
         return ""

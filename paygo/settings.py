@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
-from kernel.assets import ETH, USD, ZEC, Asset
-from kernel.errors import InvalidAddress, InvalidAmount
-from kernel.money import parse_amount
 from billing.vendor_keys import MAX_OVERLAP_SECONDS
 from chains.ethereum import Token, normalise_address
 from chains.zcash_address import ZcashNetwork
+from kernel.assets import ETH, USD, ZEC, Asset
+from kernel.errors import InvalidAddress, InvalidAmount
+from kernel.money import parse_amount
 from paygo.logs import LOG_FORMATS, LOG_LEVELS
 
 
