@@ -130,17 +130,11 @@ direct AS (
 session_ended_events AS (
     INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
     SELECT 'vendor_webhook', 'session.ended', 'session.ended:' || d.session_id, d.vendor_id, d.webhook_url,
-           webhook_event('session.ended:' || d.session_id, 'session.ended', d.at, jsonb_build_object(
-               'session_id', d.session_id::text,
-               'permission_id', d.permission_id::text,
-               'vendor_id', d.vendor_id::text,
-               'status', d.new_status,
-               'funding_source', d.funding_source,
-               'asset', d.asset,
-               'rate_per_hour', to_major(d.rate_per_hour, d.asset_decimals)::text,
+           webhook_event('session.ended:' || d.session_id, 'session.ended', d.at, session_event_data(
+               d.session_id, d.permission_id, d.vendor_id, d.new_status, d.funding_source, d.asset, d.asset_decimals,
+               d.rate_per_hour, d.started_at) || jsonb_build_object(
                'charged_amount', to_major(d.charged_amount + d.charge, d.asset_decimals)::text,
                'uncovered_amount', to_major(d.uncovered_after, d.asset_decimals)::text,
-               'started_at', webhook_time(d.started_at),
                'ended_at', webhook_time(d.end_at),
                'duration_seconds', greatest(floor(extract(epoch FROM d.end_at - d.started_at)), 0)::bigint))
       FROM decided d

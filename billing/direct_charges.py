@@ -53,14 +53,6 @@ async def direct_charge_of_session(conn: asyncpg.Connection, session_id: UUID) -
     return DirectCharge.from_record(record) if record else None
 
 
-async def direct_charges_of_permission(conn: asyncpg.Connection, permission_id: UUID) -> list[DirectCharge]:
-    records = await conn.fetch(
-        f"SELECT {DIRECT_CHARGE_COLUMNS} FROM direct_charges WHERE permission_id = $1 ORDER BY created_at",
-        permission_id,
-    )
-    return [DirectCharge.from_record(r) for r in records]
-
-
 async def allocate_direct_charge_addresses(
     pool: asyncpg.Pool, sources: dict[str, FundingSource], *, only: UUID | None = None
 ) -> int:

@@ -52,10 +52,6 @@ class OpenSession:
     uncovered_amount: int
 
 
-def expiry_kind(hours: int) -> str:
-    return f"expires_in_{hours}h"
-
-
 async def enqueue_due_reminders(db: Database, *, policy: ReminderPolicy, now: datetime) -> int:
     """Queue every reminder due at `now`; returns how many were queued (0 when run again)."""
     leads = sorted(set(policy.lead_hours), reverse=True)

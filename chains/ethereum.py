@@ -1,5 +1,5 @@
 """The Ethereum funding source: ETH and ERC-20 payments to the gateway's service address, checked transaction by
-transaction on a node through web3.py's AsyncWeb3 (shared/reference/zcash-ethereum-rpc.md §5-6).
+transaction on a node through web3.py's AsyncWeb3.
 
 Every permission is paid to the same service address, so a payment is found from the transaction hashes the user
 (or billing, for payments it already knows) names in `PaymentTarget.hints`. A transaction pays a target when its

@@ -1,7 +1,7 @@
 """The Zcash funding source: per-payment shielded addresses from a zcashd or Zallet wallet, payments read back by
 address with their confirmations.
 
-Two deployments are supported (shared/reference/zcash-ethereum-rpc.md §1-2):
+Two deployments are supported (see zcash.conf.example and the README):
 - zcashd (or a zcashd wallet sidecar behind zebrad): one RPC endpoint for wallet and chain; payments are read per
   address with `z_listreceivedbyaddress`;
 - Zallet with zebrad: wallet calls go to Zallet (accounts are UUIDs; no `z_listreceivedbyaddress`), chain calls to

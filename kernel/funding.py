@@ -70,19 +70,19 @@ class Payment:
     block_hash: str | None = None
     memo: str | None = None
 
-    @property
-    def on_chain(self) -> bool:
-        return self.confirmations > 0
-
     def counts_with(self, min_confirmations: int) -> bool:
         """Whether this payment is deep enough to be credited."""
         return deep_enough(self.confirmations, min_confirmations)
 
 
-def deep_enough(confirmations: int, min_confirmations: int) -> bool:
+def required_depth(min_confirmations: int) -> int:
     """The one confirmation-depth rule: at least the threshold, and never less than one (a mempool payment never
-    counts). The SQL that reports depth (`payments.confirmations`) is compared through this rule too."""
-    return confirmations >= max(min_confirmations, 1)
+    counts). SQL that compares `payments.confirmations` is given this number."""
+    return max(min_confirmations, 1)
+
+
+def deep_enough(confirmations: int, min_confirmations: int) -> bool:
+    return confirmations >= required_depth(min_confirmations)
 
 
 @dataclass(frozen=True, slots=True)
