@@ -1,6 +1,7 @@
 """Streaming sessions: open against an active permission, charge what they owe, end exactly once.
 
-The charge rule (README, "Money rules") lives in billing/charging.py, shared by the billing tick and the final charge here.
+The charge rule (README, "Money rules") lives in billing/charging.py, shared by the billing tick and the final
+charge here.
 Locks are always taken permission first, then session, by every path (end, tick), so they cannot deadlock.
 """
 
