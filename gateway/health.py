@@ -79,7 +79,7 @@ async def _webhooks(conn: asyncpg.Connection, operations: OperationsSettings) ->
 async def _database_checks(request: web.Request, *, full: bool) -> dict[str, dict[str, Any]]:
     """`database` and `migrations`; with `full`, also `scheduler` and `webhooks` where their views exist."""
     settings = request.app[SETTINGS]
-    operations = settings.operations or OperationsSettings()
+    operations = settings.operations
     max_lag = operations.scheduler_max_lag_seconds or 3 * settings.billing_interval_seconds
     started = time.perf_counter()
     try:

@@ -20,7 +20,6 @@ from gateway.vendor_models import (
     VendorKeyView,
 )
 from gateway.views import iso
-from paygo.settings import OperationsSettings
 
 VENDOR_ID = {"vendor_id": "The vendor's id"}
 
@@ -33,7 +32,7 @@ async def rotate(request: web.Request) -> web.Response:
     require_operator(request)
     vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
     body = await read_body(request, RotateVendorKeyRequest)
-    operations = request.app[SETTINGS].operations or OperationsSettings()
+    operations = request.app[SETTINGS].operations
     overlap = body.overlap_seconds if body.overlap_seconds is not None else operations.vendor_key_rotation_overlap_seconds
     async with request.app[POOL].acquire() as conn:
         rotated = await rotate_key(conn, vendor_id, overlap)

@@ -33,14 +33,13 @@ from gateway.webhook_models import (
     SetWebhookRequest,
     WebhookSettingView,
 )
-from paygo.settings import NotificationSettings
 
 DELIVERY_PARAMETERS = frozenset({"status", "event_type", "limit", "cursor"})
 MAX_DELIVERY_ID = 2**63 - 1  # bigserial
 
 
 def _signing_key(request: web.Request) -> str | None:
-    return (request.app[SETTINGS].notifications or NotificationSettings()).webhook_signing_key
+    return request.app[SETTINGS].notifications.webhook_signing_key
 
 
 def _delivery_id(request: web.Request) -> int:

@@ -24,7 +24,7 @@ from chains.base import FundingSource
 from chains.card import CardFundingSource
 from chains.ethereum import EthereumFundingSource
 from chains.zcash import ZcashFundingSource
-from paygo.settings import NotificationSettings, Settings
+from paygo.settings import Settings
 
 log = logging.getLogger("paygo")
 
@@ -91,7 +91,7 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> 
                 applied = await migrate(conn)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        notifications = settings.notifications or NotificationSettings()
+        notifications = settings.notifications
         billing = BillingService(
             pool, sources, AssetRegistry([ZEC, *ethereum_assets(settings),
                                           *([USD] if settings.card else [])]), PermissionCache(redis_client),

@@ -25,7 +25,6 @@ from billing.events import publish_session_updates
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from paygo.metrics import Metrics
-from paygo.settings import NotificationSettings
 from paygo.wiring import Runtime
 from scheduler.delivery import deliver_due
 from scheduler.watcher import PaymentWatcher
@@ -74,7 +73,7 @@ class Jobs:
         self.runtime = runtime
         self.http = http
         self.watcher = PaymentWatcher()
-        self.notifications = runtime.settings.notifications or NotificationSettings()
+        self.notifications = runtime.settings.notifications
 
     async def tick(self) -> object:
         """Charge every active session; then give new direct charges an address, drop stale cache entries and
