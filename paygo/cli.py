@@ -15,7 +15,6 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from uuid import UUID
 
 from aiohttp import web
@@ -32,7 +31,7 @@ from kernel.errors import PayGoError
 from paygo.embedded import find_or_start_postgres
 from paygo.logs import configure_logging
 from paygo.report import format_table, operator_report
-from paygo.settings import OperationsSettings, Settings, SettingsError, parse_listen
+from paygo.settings import Settings, SettingsError, parse_listen
 from paygo.wiring import open_runtime
 from regtest.zcash_node import start_zcash_regtest
 from scheduler.runner import Intervals, running_scheduler
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"paygo: configuration error: {exc}", file=sys.stderr)
         return 2
-    operations = settings.operations or OperationsSettings()
+    operations = settings.operations
     configure_logging(operations.log_format, operations.log_level)
     try:
         return asyncio.run(args.run(args, settings))
@@ -129,7 +128,7 @@ async def _database(settings: Settings) -> AsyncIterator[Settings]:
     where = "a private server under " + str(settings.state_dir) if embedded.started_here else "the local server"
     log.info("DATABASE_URL is not set: using database %r on %s", EMBEDDED_DATABASE, where)
     try:
-        yield replace(settings, database_url=embedded.dsn)
+        yield settings.model_copy(update={"database_url": embedded.dsn})
     finally:
         await embedded.stop()
 
@@ -155,10 +154,9 @@ def _scheduler_beside(settings: Settings) -> Callable[[web.Application], AsyncIt
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.listen:
-        host, port = parse_listen(args.listen)
-        settings = replace(settings, listen_host=host, listen_port=port)
+        settings = settings.model_copy(update={"listen": parse_listen(args.listen)})
     if args.no_scheduler:
-        settings = replace(settings, scheduler=replace(settings.scheduler, enabled=False))
+        settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(update={"enabled": False})})
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(_database(settings))
         embedded_demo = settings.zcash.rpc_url is None
@@ -166,16 +164,16 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             rpc_user, rpc_password = "paygo", secrets.token_urlsafe(16)
             node = await start_zcash_regtest(rpcuser=rpc_user, rpcpassword=rpc_password, personality="zcashd")
             stack.push_async_callback(node.stop)
-            settings = replace(settings, zcash=replace(
-                settings.zcash, rpc_url=node.url, rpc_user=rpc_user, rpc_password=rpc_password,
-                network=ZcashNetwork.REGTEST, rpc_flavor="zcashd",
-                min_confirmations=settings.zcash.min_confirmations if _env_set("ZCASH_MIN_CONFIRMATIONS")
+            settings = settings.model_copy(update={"zcash": settings.zcash.model_copy(update={
+                "rpc_url": node.url, "rpc_user": rpc_user, "rpc_password": rpc_password,
+                "network": ZcashNetwork.REGTEST, "rpc_flavor": "zcashd",
+                "min_confirmations": settings.zcash.min_confirmations if _env_set("ZCASH_MIN_CONFIRMATIONS")
                 else EMBEDDED_MIN_CONFIRMATIONS,
-            ))
+            })})
             log.info("ZCASH_RPC_URL is not set: running the Zcash regtest stand-in in-process at %s "
                      "(user %s) — test money only", node.url, rpc_user)
         if settings.admin_api_key is None and embedded_demo:
-            settings = replace(settings, admin_api_key="pga_" + secrets.token_urlsafe(24))
+            settings = settings.model_copy(update={"admin_api_key": "pga_" + secrets.token_urlsafe(24)})
         if settings.redis_url is None:
             log.info("REDIS_URL is not set: running without Redis (no cache)")
         app = create_app(settings)
