@@ -34,13 +34,12 @@ This module is the entry point; the parts live beside it:
 
 from regtest.zcash_http import RunningNode, create_app, start_zcash_regtest
 from regtest.zcash_rpc import RegtestZcash
-from regtest.zcash_types import DEFAULT_FAUCET_ZAT, NO_MEMO, PERSONALITIES, ZATOSHI_PER_ZEC, RpcMethodError
+from regtest.zcash_types import DEFAULT_FAUCET_ZAT, NO_MEMO, PERSONALITIES, RpcMethodError
 
 __all__ = [
     "DEFAULT_FAUCET_ZAT",
     "NO_MEMO",
     "PERSONALITIES",
-    "ZATOSHI_PER_ZEC",
     "RegtestZcash",
     "RpcMethodError",
     "RunningNode",

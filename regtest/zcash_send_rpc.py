@@ -21,7 +21,15 @@ from typing import Any
 from regtest.zcash_chain import Chain
 from regtest.zcash_chain_rpc import parse_address
 from regtest.zcash_params import amount_zat, as_list, as_string, minconf, type_error
-from regtest.zcash_spend import PRIVACY_POLICIES, Recipient, SendRequest, build_send, choose_receiver, recipient_output
+from regtest.zcash_spend import (
+    PRIVACY_POLICIES,
+    ZCASHD_DEFAULT_MINCONF,
+    Recipient,
+    SendRequest,
+    build_send,
+    choose_receiver,
+    recipient_output,
+)
 from regtest.zcash_types import (
     MEMO_SIZE,
     SHIELDED_POOLS,
@@ -38,7 +46,6 @@ from regtest.zcash_types import (
 from regtest.zcash_wallet import Wallet
 
 FAUCET = "ANY_TADDR"
-ZCASHD_DEFAULT_MINCONF = 10
 FAIL_MODES = ("hang", "timeout", "crash_after_send")
 
 

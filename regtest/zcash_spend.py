@@ -16,7 +16,9 @@ Not modelled: spending transparent funds of a wallet account, dust rules, note l
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chains.zcash_address import ZcashAddress
@@ -27,7 +29,6 @@ from regtest.zcash_types import (
     ZCASHD,
     ZIP317_GRACE_ACTIONS,
     ZIP317_MARGINAL_FEE_ZAT,
-    Account,
     Note,
     Output,
     RpcMethodError,
@@ -82,11 +83,11 @@ class SendRequest:
     revealable: frozenset[str]  # from the privacy policy
 
 
-def choose_receiver(address: ZcashAddress, funded_pools: set[str]) -> str:
-    """The receiver a payment to `address` goes to: a shielded one in a pool the inputs come from, else the most
-    private one the address has."""
+def choose_receiver(address: ZcashAddress, source_pools: set[str]) -> str:
+    """The receiver a payment to `address` goes to: a shielded one in a pool the sender spends from (so no value
+    crosses pools), else the most private one the address has."""
     for kind in SHIELDED_POOLS:
-        if kind in address.receivers and kind in funded_pools:
+        if kind in address.receivers and kind in source_pools:
             return kind
     return next(kind for kind in (*SHIELDED_POOLS, *TRANSPARENT_KINDS) if kind in address.receivers)
 
@@ -109,21 +110,13 @@ def zip317_fee(inputs: Counter[str], outputs: Counter[str]) -> int:
 def build_send(wallet: Wallet, request: SendRequest, txid: str, sequence: int, now: int) -> Transaction:
     """The transaction `request` makes, or RpcMethodError (insufficient funds, privacy policy)."""
     account = request.source.account
-    candidates = _spendable_notes(wallet, account, request)
-    funded = {note.output.pool for note in candidates}
     outputs = [
-        recipient_output(index, recipient, choose_receiver(recipient.address, funded))
+        recipient_output(index, recipient, choose_receiver(recipient.address, set(request.pools)))
         for index, recipient in enumerate(request.recipients)
     ]
     if any(output.pool == "transparent" for output in outputs) and "recipients" not in request.revealable:
         raise RpcMethodError(-8, TRANSPARENT_RECIPIENT_REFUSED)
-    selection = _select(request, candidates, outputs)
-    if selection is None:
-        available = sum(note.output.value_zat for note in candidates)
-        inputs = Counter(note.output.pool for note in candidates)
-        need = sum(output.value_zat for output in outputs) + _fee(request, inputs, _pools(outputs))
-        raise _insufficient(wallet, available, need)
-    selected, fee_zat, change_zat = selection
+    selected, fee_zat, change_zat = _select(wallet, request, outputs)
     input_pools = {note.output.pool for note in selected}
     shielded_out = {output.pool for output in outputs} - {"transparent"}
     if (len(input_pools) > 1 or shielded_out - input_pools) and "amounts" not in request.revealable:
@@ -136,39 +129,37 @@ def build_send(wallet: Wallet, request: SendRequest, txid: str, sequence: int, n
     return Transaction(txid, now, tuple(outputs), fee_zat, sequence, wallet.next_expiry_height(), spends, account.uuid)
 
 
-def _select(
-    request: SendRequest, candidates: list[Note], outputs: list[Output]
-) -> tuple[list[Note], int, int] | None:
-    """Greedy: take notes in order until they pay the outputs and the fee exactly, or leave change; returns
-    (notes, fee, change) or None when every candidate together is not enough."""
+def _select(wallet: Wallet, request: SendRequest, outputs: list[Output]) -> tuple[list[Note], int, int]:
+    """Greedy: take spendable notes in order until they pay the outputs and the fee exactly, or leave change;
+    returns (notes, fee, change). Only the notes taken are looked at, unless the funds do not suffice."""
     total_out = sum(output.value_zat for output in outputs)
+    output_pools = _pools(outputs)
     selected: list[Note] = []
+    inputs: Counter[str] = Counter()
     total_in = 0
-    for note in candidates:
+    for note in _spendable_notes(wallet, request):
         selected.append(note)
+        inputs[note.output.pool] += 1
         total_in += note.output.value_zat
-        inputs = Counter(chosen.output.pool for chosen in selected)
-        fee_exact = _fee(request, inputs, _pools(outputs))
+        fee_exact = _fee(request, inputs, output_pools)
         if total_in == total_out + fee_exact:
             return selected, fee_exact, 0
-        change_pool = _change_pool(set(inputs))
-        fee_with_change = _fee(request, inputs, _pools(outputs) + Counter({change_pool: 1}))
+        fee_with_change = _fee(request, inputs, output_pools + Counter({_change_pool(set(inputs)): 1}))
         if total_in > total_out + fee_with_change:
             return selected, fee_with_change, total_in - total_out - fee_with_change
-    return None
+    raise _insufficient(wallet, total_in, total_out + _fee(request, inputs, output_pools))
 
 
-def _spendable_notes(wallet: Wallet, account: Account, request: SendRequest) -> list[Note]:
+def _spendable_notes(wallet: Wallet, request: SendRequest) -> Iterator[Note]:
     """The account's unspent notes in the allowed pools with enough confirmations: those received at the source
-    address first, then the oldest."""
-    notes = [
-        note
-        for note in wallet.unspent.values()
-        if note.account is account
-        and note.output.pool in request.pools
-        and wallet.chain.confirmations(note.txid) >= _required_confirmations(wallet, request, note)
-    ]
-    return sorted(notes, key=lambda note: note.address is not request.source)  # stable: keeps arrival order
+    address first, then the others, oldest first."""
+    at_source = wallet.unspent_at(request.source)
+    others = (note for note in wallet.unspent_of(request.source.account) if note.address is not request.source)
+    for note in itertools.chain(at_source, others):
+        if note.output.pool in request.pools and wallet.chain.confirmations(note.txid) >= _required_confirmations(
+            wallet, request, note
+        ):
+            yield note
 
 
 def _required_confirmations(wallet: Wallet, request: SendRequest, note: Note) -> int:

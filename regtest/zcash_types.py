@@ -128,7 +128,6 @@ class Note:
     output: Output
     account: Account
     address: WalletAddress | None  # None: received at the account's internal address
-    spent_by: str | None = None
 
 
 def zec(zat: int) -> Decimal:

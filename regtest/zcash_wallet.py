@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chains.zcash_address import ZcashAddress, ZcashNetwork, encode_sapling, encode_transparent, encode_unified
@@ -52,6 +53,8 @@ class Wallet:
         self._internal_receivers: dict[Receiver, Account] = {}
         self.notes: dict[NoteKey, Note] = {}  # every note received, in arrival order
         self.unspent: dict[NoteKey, Note] = {}
+        self._unspent_by_account: dict[str, dict[NoteKey, Note]] = {}  # account uuid -> its unspent notes
+        self._unspent_by_address: dict[str, dict[NoteKey, Note]] = {}  # address text -> notes received there
         self.effects: dict[str, dict[str, AccountEffect]] = {}  # txid -> account uuid -> effect
 
     @property
@@ -164,19 +167,18 @@ class Wallet:
         self.chain.add_transaction(tx)
         effects: dict[str, AccountEffect] = {}
         for key in tx.spends:
-            note = self.unspent.pop(key)
-            note.spent_by = tx.txid
+            note = self._spend_note(key)
             effects.setdefault(note.account.uuid, AccountEffect()).balance_delta_zat -= note.output.value_zat
         for output in tx.outputs:
             receiver = (output.receiver_kind, output.receiver)
             address = self.receivers.get(receiver)
             account = address.account if address is not None else self._internal_receivers.get(receiver)
             if account is not None:
-                note = Note(tx.txid, output, account, address)
-                self.notes[(tx.txid, output.index)] = self.unspent[(tx.txid, output.index)] = note
+                self._add_note((tx.txid, output.index), Note(tx.txid, output, account, address))
                 effect = effects.setdefault(account.uuid, AccountEffect())
                 effect.balance_delta_zat += output.value_zat
-                effect.received_note_count += 0 if output.is_change else 1
+                if not output.is_change:
+                    effect.received_note_count += 1
                 if address is not None and address.transparent_position is not None and output.pool == "transparent":
                     account.last_used_transparent = max(account.last_used_transparent, address.transparent_position)
             if tx.from_account is not None and (account is None or account.uuid != tx.from_account):
@@ -194,5 +196,26 @@ class Wallet:
         self.broadcast(tx)
         return txid
 
-    def note_confirmations(self, note: Note) -> int:
-        return self.chain.confirmations(note.txid)
+    def unspent_of(self, account: Account) -> Iterable[Note]:
+        """The account's unspent notes in arrival order: a live view, read lazily so that a send looks only at the
+        notes it takes."""
+        return self._unspent_by_account.get(account.uuid, {}).values()
+
+    def unspent_at(self, address: WalletAddress) -> Iterable[Note]:
+        """The unspent notes received at `address`, in arrival order (a live view)."""
+        return self._unspent_by_address.get(address.text, {}).values()
+
+    def _add_note(self, key: NoteKey, note: Note) -> None:
+        self.notes[key] = self.unspent[key] = note
+        self._unspent_by_account.setdefault(note.account.uuid, {})[key] = note
+        if note.address is not None:
+            self._unspent_by_address.setdefault(note.address.text, {})[key] = note
+            if self.personality != ZCASHD:  # Zallet's listings name the receiver: encode it now, not per listing
+                self.receiver_text(note.address, note.output.receiver_kind)
+
+    def _spend_note(self, key: NoteKey) -> Note:
+        note = self.unspent.pop(key)
+        del self._unspent_by_account[note.account.uuid][key]
+        if note.address is not None:
+            del self._unspent_by_address[note.address.text][key]
+        return note

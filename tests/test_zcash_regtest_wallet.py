@@ -208,8 +208,8 @@ async def test_zallet_send_refusals_come_at_once(zcash_control: RegtestControl) 
 async def test_sweep_moves_the_note_but_keeps_the_receipt(zcash_control: RegtestControl) -> None:
     call = zcash_control.wallet.call
     service = await zcash_control.new_account()
-    permission = await new_address(zcash_control, service)
-    treasury = await new_address(zcash_control, service)
+    earlier, permission, treasury = [await new_address(zcash_control, service) for _ in range(3)]
+    untouched = await zcash_control.pay(earlier, "0.7")  # an older note of the same account
     receipt = await zcash_control.pay(permission, "0.5", memo="permission 9")
     await zcash_control.mine(1)
 
@@ -218,17 +218,18 @@ async def test_sweep_moves_the_note_but_keeps_the_receipt(zcash_control: Regtest
     assert await zcash_control.unspent_at(permission) == []
     [moved] = await zcash_control.unspent_at(treasury)
     assert (moved["txid"], zcash_control.value_zat(moved)) == (sweep, ZAT // 2 - SIMPLE_FEE)
-    assert [row["txid"] for row in await call("z_listunspent", 0)] == [sweep]  # no change: exactly swept
+    # The note received at the swept address was spent, not the older one; no change: exactly swept.
+    assert [row["txid"] for row in await call("z_listunspent", 0)] == [untouched, sweep]
 
     if zcash_control.personality == "zcashd":
         [received] = await call("z_listreceivedbyaddress", permission, 0)
         assert (received["txid"], received["memoStr"], received["amountZat"]) == (receipt, "permission 9", ZAT // 2)
     else:
         rows = await call("z_listtransactions", service)
-        assert [row["txid"] for row in rows] == [receipt, sweep]
-        assert rows[0]["outputs"][0]["to_address"] == permission and rows[0]["account_balance_delta"] == ZAT // 2
-        assert (rows[1]["account_balance_delta"], rows[1]["fee_paid"]) == (-SIMPLE_FEE, SIMPLE_FEE)
-        assert rows[1]["outputs"] == [{
+        assert [row["txid"] for row in rows] == [untouched, receipt, sweep]
+        assert rows[1]["outputs"][0]["to_address"] == permission and rows[1]["account_balance_delta"] == ZAT // 2
+        assert (rows[2]["account_balance_delta"], rows[2]["fee_paid"]) == (-SIMPLE_FEE, SIMPLE_FEE)
+        assert rows[2]["outputs"] == [{
             "pool": "sapling", "output_index": 0, "from_account": service, "to_account": service,
             "to_address": treasury, "value": ZAT // 2 - SIMPLE_FEE, "is_change": False, "memo": None,
         }]
