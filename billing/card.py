@@ -24,6 +24,7 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.charging import refresh_stop_instants
 from billing.ledger import EntryKind, post_entry
 from billing.permissions import Permission, PermissionStatus, apply_payments, get_permission
 from kernel.errors import Conflict, InvalidEvent, NotFound
@@ -230,6 +231,7 @@ async def _reconcile(conn: asyncpg.Connection, permission_id: UUID, payment_inte
     if status != permission.status:
         await conn.execute("UPDATE permissions SET status = $2, updated_at = now() WHERE id = $1",
                            permission_id, str(status))
+    await refresh_stop_instants(conn, [permission_id])
 
 
 def _status_after(permission: Permission, *, disputed: bool, debt: int, balance: int,
@@ -333,7 +335,8 @@ async def claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> RefundR
                 """,
                 permission_id, amount,
             )
-        await conn.execute("UPDATE permissions SET status = 'closed', updated_at = now() WHERE id = $1", permission_id)
+        await conn.execute("UPDATE permissions SET status = 'closed', stops_at = NULL, updated_at = now() "
+                           "WHERE id = $1", permission_id)
         return await _refund_record(conn, permission_id)  # type: ignore[return-value]
 
 

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.charging import refresh_stop_instants
 from billing.ledger import EntryKind, post_entry
 from billing.vendor_webhooks import enqueue_payment_confirmed
 from kernel.funding import Payment, deep_enough
@@ -273,6 +274,7 @@ async def apply_payments(
             """,
             permission.id,
         )
+        await refresh_stop_instants(conn, [permission.id])  # more money (or a revived permission) runs longer
         if credited:
             await enqueue_payment_confirmed(conn, credited)
         return await get_permission(conn, permission.id)  # type: ignore[return-value]

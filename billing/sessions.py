@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from billing.charging import charge_sessions
+from billing.charging import charge_sessions, refresh_stop_instants
 from billing.permissions import PERMISSION_COLUMNS, Permission, PermissionStatus, get_permission
 from billing.secrets import new_session_code, secret_hash
 from kernel.errors import Forbidden, NotFound, PaymentRequired
@@ -79,6 +79,7 @@ async def open_session(
             record = await _insert_session(conn, code, permission, vendor_id)
         except asyncpg.ForeignKeyViolationError:  # the only foreign key left to check is the vendor's
             raise NotFound("no vendor with this vendor_id is registered", code="vendor_not_found") from None
+        await refresh_stop_instants(conn, [permission_id])  # one more session: the money runs out sooner
         return OpenedSession(Session.from_record(record), code)
 
 
