@@ -54,7 +54,10 @@ allocated AS (
     SELECT o.*,
            CASE WHEN o.permission_status = 'active'
                 THEN greatest(0, least(o.due, o.balance - (sum(o.due) OVER queue - o.due)))
-                ELSE 0 END AS charge
+                ELSE 0 END AS charge,
+           -- the balance is used up at `at` (exactly or with some left unpaid): every session stops now
+           (o.permission_status = 'active' AND sum(o.due) OVER (PARTITION BY o.permission_id) >= o.balance)
+               AS drained
       FROM owed o
     WINDOW queue AS (PARTITION BY o.permission_id ORDER BY o.started_at, o.session_id)
 ),
@@ -62,15 +65,15 @@ outcome AS (
     SELECT a.*,
            a.uncovered_amount + a.due - a.charge AS uncovered_after,
            (a.grace > 0 AND a.permission_status IN ('active', 'exhausted')) AS runs_on_credit,
-           CASE WHEN a.due > a.charge OR a.session_exhausted_at IS NOT NULL
+           CASE WHEN a.due > a.charge OR a.session_exhausted_at IS NOT NULL OR a.drained
                 THEN coalesce(a.session_exhausted_at, a.at) END AS exhausted_after
       FROM allocated a
 ),
 decided AS (
     SELECT o.*,
            CASE
-             WHEN o.uncovered_after = 0 THEN
-               CASE WHEN $4 OR o.at >= o.expires_at THEN 'ended' ELSE 'active' END
+             WHEN o.uncovered_after = 0 AND ($4 OR o.at >= o.expires_at) THEN 'ended'
+             WHEN o.uncovered_after = 0 AND NOT o.drained THEN 'active'
              WHEN o.runs_on_credit THEN
                CASE WHEN $4 OR o.at >= o.expires_at OR o.at >= o.exhausted_after + make_interval(secs => o.grace)
                     THEN 'pending_payment' ELSE 'active' END

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 import aiohttp
 
-from billing.charging import DEFAULT_BATCH_SIZE, ChargeResult, billing_tick, expire_permissions
+from billing.charging import DEFAULT_BATCH_SIZE, ChargeResult, billing_tick, expire_permissions, stop_due
 from billing.delivery import DeliverySummary, deliver_due
 from billing.direct_charges import allocate_direct_charge_addresses
 from billing.outbox import RetryPolicy
@@ -45,13 +46,20 @@ class JobService:
         await self.allocate_direct_charge_addresses()
         return result
 
+    async def stop_due(self, *, at: datetime | None = None) -> ChargeResult:
+        """The hard stop: permissions whose money runs out (or which expire) now are charged now, not at the next
+        tick; then new direct charges (a vendor's grace) get an address."""
+        result = await stop_due(self.db, at=at)
+        if result.direct_charges:
+            await self.allocate_direct_charge_addresses()
+        return result
+
     async def allocate_direct_charge_addresses(self) -> int:
         """Give open direct charges without an address one from their funding source; how many got one."""
         return await allocate_direct_charge_addresses(self.db.pool, self.sources.all)
 
-    async def expire(self, *, at: datetime | None = None) -> tuple[ChargeResult, list[object]]:
-        charged, expired = await expire_permissions(self.db, at=at)
-        return charged, list(expired)
+    async def expire(self, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
+        return await expire_permissions(self.db, at=at)
 
     async def watch_payments(self, *, now: datetime | None = None) -> WatcherSummary:
         return await self.watcher.run(now=now)

@@ -199,7 +199,8 @@ def _env_set(name: str) -> bool:
 def _intervals(settings: Settings) -> Intervals:
     return Intervals(billing_tick=settings.billing_interval_seconds,
                      expiry=settings.scheduler.expiry_interval_seconds,
-                     watcher=settings.notifications.watcher_interval_seconds)
+                     watcher=settings.notifications.watcher_interval_seconds,
+                     hard_stop=settings.scheduler.hard_stop_interval_seconds)
 
 
 async def _print_demo(services: Services, settings: Settings, base: str, node_url: str, rpc_password: str) -> None:

@@ -135,10 +135,12 @@ class ZcashSettings(_Group):
 
 
 class SchedulerSettings(_Group):
-    """Where the jobs run (inside `paygo serve` unless disabled) and how often expiry is checked."""
+    """Where the jobs run (inside `paygo serve` unless disabled), how often expiry is checked, and how often the
+    hard stop looks for permissions whose money runs out now."""
 
     enabled: bool = Field(True, alias="SCHEDULER_ENABLED")
     expiry_interval_seconds: int = Field(30, alias="EXPIRY_INTERVAL_SECONDS", ge=1)
+    hard_stop_interval_seconds: int = Field(1, alias="HARD_STOP_INTERVAL_SECONDS", ge=1)
 
 
 class NotificationSettings(_Group):

@@ -31,6 +31,7 @@ class Intervals:
     billing_tick: int
     expiry: int
     watcher: int
+    hard_stop: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ScheduledJob:
 def schedule(jobs: JobService, intervals: Intervals) -> list[ScheduledJob]:
     return [
         ScheduledJob("billing_tick", jobs.billing_tick, intervals.billing_tick),
+        ScheduledJob("hard_stop", jobs.stop_due, intervals.hard_stop),
         ScheduledJob("expiry", jobs.expire, intervals.expiry),
         ScheduledJob("payment_watcher", jobs.watch_payments, intervals.watcher),
         ScheduledJob("reminders", jobs.remind, intervals.expiry),
