@@ -1,16 +1,19 @@
-"""Benchmark: one real billing tick over N active sessions, against a floor measured in the same run.
+"""Benchmark: the billing tick over N active sessions against a floor measured in the same run, the storage one
+streamed session-hour costs, and the WAL one tick writes.
 
     .venv/bin/python benchmarks/billing_tick.py --sessions 100000
+    .venv/bin/python benchmarks/billing_tick.py --sessions 1000000 --hour-sessions 100000
 
-It seeds N active sessions over N/10 funded permissions in a fresh database, clones it twice, then times
-- the tick: `billing.charging.billing_tick` (charges, ledger rows, balances, statuses), and
-- the floor: the same writes as one plain statement with no decisions in it: the same arithmetic (what each
-  session owes at the same instant, up to its permission's expiry, minus what it was charged), the same sessions
-  updated, the same ledger rows (with their balance after) and the same permission balances, and
-- for reference, the sessions UPDATE alone (the floor this benchmark used first: it writes a third of the rows),
-each on its own fresh copy of the seeded database after a CHECKPOINT, and prints sessions, the timings and the
-ratio of the tick to the floor. Uses DATABASE_URL's server, else the local one (or a private
-one under .paygo/, like `paygo serve`). Not a timed test: run it by hand and read the numbers.
+It seeds N active sessions over N/10 funded permissions in a fresh database, clones it, then measures, each on its
+own fresh copy after a CHECKPOINT:
+- the tick: `billing.charging.billing_tick` (what each session owes, the greedy allocation, exhaustion, accrual
+  in place, settlements that fall due, vendor events), and
+- the floor: the same in-place writes as one plain statement with no decisions in it (the same arithmetic, the
+  same sessions and permission totals updated), and prints the ratio;
+- a simulated hour (`--hour-sessions` of them, default all): 60 ticks a minute apart, measuring how the ledger,
+  the audit trail and their indexes grow (bytes per streamed session-hour) and the WAL each tick writes.
+Uses DATABASE_URL's server, else the local one (or a private one under .paygo/, like `paygo serve`). Not a timed
+test: run it by hand and read the numbers.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ import asyncio
 import os
 import time
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
-from billing.charging import billing_tick
-from billing.unit_of_work import Database
+from billing.charging import ChargeResult, billing_tick
 from billing.db import create_pool
 from billing.schema import migrate
+from billing.unit_of_work import Database
 from paygo.embedded import create_database, drop_database, dsn_for_database, find_or_start_postgres
 
 SESSIONS_PER_PERMISSION = 10
@@ -50,7 +54,7 @@ ANALYZE;
 
 FLOOR = """
 WITH owed AS (
-    SELECT s.id, s.permission_id, s.started_at, p.balance,
+    SELECT s.id, s.permission_id,
            greatest(div(s.rate_per_hour * greatest(floor(extract(epoch FROM least($1::timestamptz, p.expires_at)
                                                                             - s.started_at)), 0), 3600)
                     - s.charged_amount - s.uncovered_amount, 0) AS due
@@ -60,36 +64,24 @@ WITH owed AS (
 session_updates AS (
     UPDATE sessions s SET charged_amount = s.charged_amount + o.due FROM owed o WHERE s.id = o.id RETURNING 1
 ),
-ledger AS (
-    INSERT INTO ledger_entries (permission_id, kind, amount, balance_after, session_id)
-    SELECT o.permission_id, 'charge', -o.due,
-           o.balance - sum(o.due) OVER (PARTITION BY o.permission_id ORDER BY o.started_at, o.id), o.id
-      FROM owed o
-     WHERE o.due > 0
-    RETURNING 1
-),
 permission_updates AS (
-    UPDATE permissions p SET balance = p.balance - t.due, charged_amount = p.charged_amount + t.due
+    UPDATE permissions p SET balance = p.balance - t.due, accrued_amount = p.accrued_amount + t.due,
+                             charged_amount = p.charged_amount + t.due
       FROM (SELECT permission_id, sum(due) AS due FROM owed GROUP BY permission_id) t
      WHERE p.id = t.permission_id
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM session_updates) AS sessions, (SELECT coalesce(sum(due), 0) FROM owed) AS charged,
-       (SELECT count(*) FROM ledger) AS ledger_entries, (SELECT count(*) FROM permission_updates) AS permissions
+       (SELECT count(*) FROM permission_updates) AS permissions
 """
 
-SESSIONS_UPDATE_ONLY = """
-UPDATE sessions
-   SET charged_amount = div(rate_per_hour * floor(extract(epoch FROM $1::timestamptz - started_at)), 3600)
-                        - charged_amount
- WHERE status = 'active'
-"""
+GROWING_RELATIONS = "SELECT pg_total_relation_size('ledger_entries') + pg_total_relation_size('permission_changes')"
 
 
 async def _server_dsn() -> tuple[str, object | None]:
     if os.environ.get("DATABASE_URL"):
         return dsn_for_database(os.environ["DATABASE_URL"], "postgres"), None
-    embedded = await find_or_start_postgres(Path(".paygo").resolve(), "postgres")
+    embedded = await find_or_start_postgres(Path(".paygo").resolve(), "postgres")  # noqa: ASYNC240 - start-up
     return embedded.dsn, embedded
 
 
@@ -110,59 +102,105 @@ async def _timed_statement(dsn: str, statement: str, at: datetime) -> tuple[floa
         await conn.close()
 
 
-async def main(sessions: int) -> None:
+async def _timed_tick(dsn: str, at: datetime) -> tuple[float, ChargeResult]:
+    await (await _checkpointed(dsn)).close()
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        started = time.perf_counter()
+        result = await billing_tick(Database(pool), at=at)
+        return time.perf_counter() - started, result
+    finally:
+        await pool.close()
+
+
+@dataclass(frozen=True)
+class HourFigures:
+    sessions: int
+    grown_bytes: int  # ledger, audit trail and their indexes
+    wal_bytes_per_tick: int
+    seconds_per_tick: float
+
+
+async def _simulated_hour(dsn: str, at: datetime) -> HourFigures:
+    """60 ticks a minute apart: what the ledger and the audit trail grow by, and the WAL each tick writes."""
+    conn = await _checkpointed(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        sessions = await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'")
+        await conn.execute("VACUUM ANALYZE")
+        before = await conn.fetchval(GROWING_RELATIONS)
+        wal_start = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+        started = time.perf_counter()
+        for minute in range(1, 61):
+            await billing_tick(Database(pool), at=at + timedelta(minutes=minute))
+        elapsed = time.perf_counter() - started
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1)", wal_start)
+        after = await conn.fetchval(GROWING_RELATIONS)
+        return HourFigures(sessions, after - before, int(wal) // 60, elapsed / 60)
+    finally:
+        await pool.close()
+        await conn.close()
+
+
+async def _seed(server: str, name: str, sessions: int) -> tuple[int, datetime]:
+    await create_database(server, name)
+    conn = await asyncpg.connect(dsn_for_database(server, name))
+    try:
+        await migrate(conn)
+        vendors, permission_rows, session_rows, analyze = SEED.strip().split(";\n")
+        await conn.execute(vendors)
+        await conn.execute(permission_rows, max(1, sessions // SESSIONS_PER_PERMISSION))
+        await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
+        await conn.execute(analyze)
+        return await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'"), await conn.fetchval(
+            "SELECT now()")
+    finally:
+        await conn.close()
+
+
+async def main(sessions: int, hour_sessions: int) -> None:
     server, embedded = await _server_dsn()
     suffix = uuid.uuid4().hex[:8]
-    template, tick_db, floor_db, update_db = (
-        f"paygo_bench_{name}_{suffix}" for name in ("seed", "tick", "floor", "update")
+    template, tick_db, floor_db, hour_template, hour_db = (
+        f"paygo_bench_{name}_{suffix}" for name in ("seed", "tick", "floor", "hourseed", "hour")
     )
-    permissions = max(1, sessions // SESSIONS_PER_PERMISSION)
     try:
-        await create_database(server, template)
-        conn = await asyncpg.connect(dsn_for_database(server, template))
-        try:
-            await migrate(conn)
-            vendors, permission_rows, session_rows, analyze = SEED.strip().split(";\n")
-            await conn.execute(vendors)
-            await conn.execute(permission_rows, permissions)
-            await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
-            await conn.execute(analyze)
-            seeded = await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'")
-            at = await conn.fetchval("SELECT now()")
-        finally:
-            await conn.close()
-        for name in (tick_db, floor_db, update_db):
+        seeded, at = await _seed(server, template, sessions)
+        for name in (tick_db, floor_db):
             await create_database(server, name, template=template)
-
-        await (await _checkpointed(dsn_for_database(server, tick_db))).close()
-        pool = await create_pool(dsn_for_database(server, tick_db), min_size=1, max_size=2)
-        try:
-            started = time.perf_counter()
-            result = await billing_tick(Database(pool), at=at)
-            tick_seconds = time.perf_counter() - started
-        finally:
-            await pool.close()
-
+        tick_seconds, result = await _timed_tick(dsn_for_database(server, tick_db), at)
         floor_seconds, floor = await _timed_statement(dsn_for_database(server, floor_db), FLOOR, at)
-        update_seconds, _ = await _timed_statement(dsn_for_database(server, update_db), SESSIONS_UPDATE_ONLY, at)
+        for name in (tick_db, floor_db):
+            await drop_database(server, name)
+        if hour_sessions == sessions:
+            await create_database(server, hour_db, template=template)
+        else:
+            await drop_database(server, template)
+            _, at = await _seed(server, hour_template, hour_sessions)
+            await create_database(server, hour_db, template=hour_template)
+        hour = await _simulated_hour(dsn_for_database(server, hour_db), at)
     finally:
-        for name in (tick_db, floor_db, update_db, template):
+        for name in (tick_db, floor_db, hour_db, hour_template, template):
             await drop_database(server, name)
         if embedded is not None:
             await embedded.stop()  # type: ignore[attr-defined]
 
     assert floor is not None
-    print(f"sessions:        {seeded}")
-    print(f"charged:         {result.sessions} sessions, {result.charged} zatoshi")
-    print(f"floor charged:   {floor['sessions']} sessions, {floor['charged']} zatoshi, "
-          f"{floor['ledger_entries']} ledger rows, {floor['permissions']} permissions")
-    print(f"tick seconds:    {tick_seconds:.3f}")
-    print(f"floor seconds:   {floor_seconds:.3f}   (the same writes in one plain statement)")
-    print(f"update seconds:  {update_seconds:.3f}   (the sessions UPDATE alone, for reference)")
-    print(f"ratio:           {tick_seconds / floor_seconds:.2f}x the floor")
+    print(f"sessions:               {seeded} (over {max(1, sessions // SESSIONS_PER_PERMISSION)} permissions)")
+    print(f"tick:                   {tick_seconds:.3f} s  ({result.sessions} sessions, {result.charged} zatoshi)")
+    print(f"floor:                  {floor_seconds:.3f} s  ({floor['sessions']} sessions, {floor['charged']} "
+          "zatoshi: the same in-place writes in one plain statement)")
+    print(f"ratio:                  {tick_seconds / floor_seconds:.2f}x the floor")
+    print(f"simulated hour:         {hour.sessions} sessions, 60 ticks, {hour.seconds_per_tick:.3f} s per tick")
+    print(f"bytes per session-hour: {hour.grown_bytes / hour.sessions:.0f}  (ledger + audit trail + their indexes)")
+    print(f"WAL per tick:           {hour.wal_bytes_per_tick / 1e6:.1f} MB  "
+          f"({hour.wal_bytes_per_tick / hour.sessions:.0f} bytes per session)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
-    asyncio.run(main(parser.parse_args().sessions))
+    parser.add_argument("--hour-sessions", type=int, default=None,
+                        help="sessions in the simulated hour (default: --sessions)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.sessions, arguments.hour_sessions or arguments.sessions))
