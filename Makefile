@@ -1,6 +1,7 @@
 # The README's two commands: `make serve` and `make test` (extra pytest/serve arguments: make test ARGS="-k ledger").
-# Both build what they need first: the virtualenv (again whenever pyproject.toml changes) and, once the project has
-# a package.json (anvil for the Ethereum tests), node_modules.
+# Both build what they need first: the virtualenv (again whenever pyproject.toml or the Python client's changes; the
+# client, clients/python, is installed into it for its tests) and, once the project has a package.json (anvil for the
+# Ethereum tests), node_modules.
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,9 +18,9 @@ serve: $(VENV_READY)
 test: $(VENV_READY) $(NODE_READY)
 	$(VENV)/bin/pytest -q $(ARGS)
 
-$(VENV_READY): pyproject.toml
+$(VENV_READY): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' -e './clients/python[ethereum,dev]'
 	touch $@
 
 node_modules/.installed: package.json $(wildcard package-lock.json)
