@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from paygo_client import AsyncPayGo, PayGo, RetryPolicy
 
 FAST_RETRIES = RetryPolicy(max_retries=4, backoff=0.05, max_backoff=0.2)
@@ -75,3 +74,8 @@ async def client_for(request: pytest.FixtureRequest) -> AsyncIterator[Callable[.
             await client.close()
         else:
             await asyncio.to_thread(client.client.close)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "rate_limit_stand_in: retries of 429/503 against a local stand-in until the "
+                                       "gateway has rate limits (then point these tests at the real gateway)")

@@ -12,12 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from paygo_client import errors
+from paygo_client.models import CreatedPermission, Permission, Session, VendorSession
 
 from billing.charging import billing_tick
 from billing.events import publish_session_updates
 from gateway.keys import REDIS
-from paygo_client import errors
-from paygo_client.models import CreatedPermission, Permission, Session, VendorSession
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway, new_transparent_wallet, new_wallet
 from tests.ethereum_fixtures import ETH_MIN_CONFIRMATIONS, ONE_ETH, EthGateway
 from tests.stripe_fixtures import CardGateway
@@ -81,7 +81,8 @@ async def test_zcash_round_with_the_live_balance(gw: Gateway, client_for: Any, r
     await _until(lambda: len(updates) == 2)
     assert updates[1].status == "active" and Decimal("1.25") <= updates[1].charged_amount < Decimal("1.26")
     now = await user.get_session(opened.session_code)
-    assert now.charged_amount == updates[1].charged_amount and now.remaining_amount == Decimal("10") - now.charged_amount
+    assert now.charged_amount == updates[1].charged_amount
+    assert now.remaining_amount == Decimal("10") - now.charged_amount
 
     ended = await anyone.end_session(opened.session_code)
     await publish_session_updates(gw.client.app[REDIS], [opened.session_id])

@@ -9,6 +9,9 @@ from paygo_client.errors import PermissionNotActivated
 from paygo_client.models import CreatedPermission, Permission, Session
 
 SESSION_EVENT = "session"
+# What a live-balance update is about (as the gateway decides when to send one); the owed amount and the duration
+# grow by themselves between updates.
+LIVE_FIELDS = ("status", "charged_amount", "remaining_amount", "remaining_hours", "permission_status", "ended_at")
 
 
 def holder_token(permission: Permission, token: str | None) -> str | None:
@@ -33,3 +36,8 @@ def is_activated(permission: Permission) -> bool:
 def session_of(event: ServerSentEvent) -> Session | None:
     """The session state a live-balance event carries (None for other events)."""
     return Session.model_validate_json(event.data) if event.event == SESSION_EVENT else None
+
+
+def is_news(last: Session | None, current: Session) -> bool:
+    """Whether `current` says something `last` did not (a reopened stream starts with the state it already sent)."""
+    return last is None or any(getattr(last, name) != getattr(current, name) for name in LIVE_FIELDS)

@@ -14,7 +14,7 @@ from httpx_sse import EventSource
 
 from paygo_client import _calls as calls
 from paygo_client._calls import Amount, Call, Moment, operations
-from paygo_client._flows import holder_token, is_activated, session_of
+from paygo_client._flows import holder_token, is_activated, is_news, session_of
 from paygo_client._http import (
     OPENAPI_PATH,
     RETRYABLE_TRANSPORT_ERRORS,
@@ -81,10 +81,12 @@ class PayGo:
     def _check_api_version(self) -> None:
         if self._version_checked:
             return
+        self._version_checked = True  # calls made meanwhile do not check again
         try:
             response = self._http.get(OPENAPI_PATH)
         except httpx.HTTPError:
-            return  # the call itself will say what is wrong; check again next time
+            self._version_checked = False  # the call itself will say what is wrong; check again next time
+            return
         self._version_checked = version_checked(response)
 
     def _send(self, call: Call[Any], *, stream: bool = False) -> httpx.Response:
@@ -190,17 +192,18 @@ class PayGo:
     def live(self, session_code: str, *, token: str | None = None) -> Iterator[Session]:
         """The session's state each time it changes (charges, remaining balance, status), from the gateway's
         server-sent events, starting with its current state and ending after its final one. A dropped stream is
-        reopened (the state is sent again on reconnect)."""
+        reopened; a state already yielded is not yielded again."""
         call = calls.session_events(session_code, token=token)
         failures = 0
+        last: Session | None = None
         while True:
             try:
                 with self._stream(call) as response:
                     for event in EventSource(response).iter_sse():
                         session = session_of(event)
-                        if session is None:
+                        if session is None or not is_news(last, session):
                             continue
-                        failures = 0
+                        failures, last = 0, session
                         yield session
                         if session.is_final:
                             return
