@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import pytest
@@ -25,12 +25,12 @@ def base_url(client: TestClient) -> str:
     return str(client.make_url("")).rstrip("/")
 
 
-async def _in_threads(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+async def _in_threads(iterator: Generator[Any, None, None]) -> AsyncIterator[Any]:
     try:
         while (item := await asyncio.to_thread(next, iterator, _DONE)) is not _DONE:
             yield item
     finally:
-        await asyncio.to_thread(iterator.close)  # type: ignore[attr-defined]
+        await asyncio.to_thread(iterator.close)
 
 
 class Threaded:

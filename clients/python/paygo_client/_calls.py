@@ -12,6 +12,7 @@ calls carry an `Idempotency-Key` (given, or generated once per call and reused b
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,17 @@ def operations(*names: str) -> Callable[[F], F]:
 def operations_of(function: object) -> tuple[str, ...]:
     names: tuple[str, ...] = getattr(function, OPERATIONS_ATTRIBUTE, ())
     return names
+
+
+def method_signature(builder: Callable[..., Any]) -> inspect.Signature:
+    """The signature of the client method made from `builder`: `self` first, and the call's result as its return
+    (what `help()` and editors show)."""
+    signature = inspect.signature(builder)
+    returned = signature.return_annotation
+    if isinstance(returned, str) and returned.startswith("Call[") and returned.endswith("]"):
+        returned = returned[len("Call["):-1]
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(parameters=[this, *signature.parameters.values()], return_annotation=returned)
 
 
 def _each_source(method: str, template: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import httpx
 from httpx_sse import EventSource
 
 from paygo_client import _calls as calls
-from paygo_client._calls import Amount, Call, Moment, operations
+from paygo_client._calls import Amount, Call, Moment, method_signature, operations
 from paygo_client._flows import holder_token, is_activated, is_news, session_of
 from paygo_client._http import (
     OPENAPI_PATH,
@@ -45,6 +45,9 @@ def _method(builder: Callable[P, Call[T]]) -> Callable[Concatenate[AsyncPayGo, P
     async def method(self: AsyncPayGo, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._call(builder(*args, **kwargs))
 
+    method.__signature__ = method_signature(builder)  # type: ignore[attr-defined]
+    method.__qualname__ = f"AsyncPayGo.{builder.__name__}"
+    method.__module__ = __name__
     return method
 
 
@@ -67,6 +70,9 @@ class AsyncPayGo:
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
                                   headers={"User-Agent": USER_AGENT})
         self._version_checked = not check_api_version
+
+    def __repr__(self) -> str:
+        return f"AsyncPayGo({str(self._http.base_url)!r}, {self.credentials!r})"
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -13,7 +13,7 @@ import httpx
 from httpx_sse import EventSource
 
 from paygo_client import _calls as calls
-from paygo_client._calls import Amount, Call, Moment, operations
+from paygo_client._calls import Amount, Call, Moment, method_signature, operations
 from paygo_client._flows import holder_token, is_activated, is_news, session_of
 from paygo_client._http import (
     OPENAPI_PATH,
@@ -43,6 +43,9 @@ def _method(builder: Callable[P, Call[T]]) -> Callable[Concatenate[PayGo, P], T]
     def method(self: PayGo, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._call(builder(*args, **kwargs))
 
+    method.__signature__ = method_signature(builder)  # type: ignore[attr-defined]
+    method.__qualname__ = f"PayGo.{builder.__name__}"
+    method.__module__ = __name__
     return method
 
 
@@ -65,6 +68,9 @@ class PayGo:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
                                   headers={"User-Agent": USER_AGENT})
         self._version_checked = not check_api_version
+
+    def __repr__(self) -> str:
+        return f"PayGo({str(self._http.base_url)!r}, {self.credentials!r})"
 
     def close(self) -> None:
         self._http.close()
