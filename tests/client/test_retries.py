@@ -170,6 +170,13 @@ async def test_503_and_a_running_first_attempt_are_retried_with_the_same_key(sta
     assert len(stand_in.seen) == 5  # the first attempt and FAST_RETRIES' four retries
 
 
+async def test_an_answer_the_client_cannot_read_is_an_unexpected_response(stand_in: StandIn,
+                                                                          client_for: Any) -> None:
+    stand_in.script = [(201, {}, {"vendor_id": "v", "name": "no api_key"})]
+    with pytest.raises(errors.UnexpectedResponse, match="CreatedVendor"):
+        await client_for(stand_in.url, operator_key=ADMIN_KEY).create_vendor("stand-in")
+
+
 async def test_a_major_version_mismatch_warns_once(stand_in: StandIn, client_for: Any) -> None:
     stand_in.script = [(201, {}, VENDOR)]
     for version, warned in (("1.4", False), ("2.0", True), (None, True)):

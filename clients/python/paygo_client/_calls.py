@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from paygo_client._http import Auth, new_idempotency_key
+from paygo_client.errors import UnexpectedResponse
 from paygo_client.models import (
     ChargesSummary,
     CreatedPermission,
@@ -130,7 +131,7 @@ def amount_text(value: Amount, name: str) -> str:
 
 
 def _moment(value: Moment) -> str:
-    """A date or date-time for a query: UTC date-times written with `Z` (a `+` in a query reads as a space)."""
+    """A date or date-time for a query, date-times in UTC written with `Z` (a naive one is taken as UTC)."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
@@ -150,7 +151,13 @@ def _body(**fields: Any) -> bytes:
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
-    return lambda response: model.model_validate_json(response.content)
+    def parse(response: httpx.Response) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise UnexpectedResponse(f"the gateway's answer is not a {model.__name__}: {exc}") from exc
+
+    return parse
 
 
 def _json(response: httpx.Response) -> Any:

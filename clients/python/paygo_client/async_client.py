@@ -175,20 +175,20 @@ class AsyncPayGo:
         terms, sign it with the eth-account key `account`, and submit it. Pay ETH (or the token) from that wallet
         to the answer's `payment_address`, then `wait_until_active(permission, tx_hashes=[...])`."""
         typed_data = await self.ethereum_typed_data(account.address, requested_amount, rate_per_hour, asset=asset,
-                                              duration_days=duration_days, expiry=expiry, nonce=nonce)
+                                                    duration_days=duration_days, expiry=expiry, nonce=nonce)
         return await self._call(calls.signed_ethereum_permission(
             account, typed_data, requested_amount, rate_per_hour, asset=asset, duration_days=duration_days,
             notify_url=notify_url, idempotency_key=idempotency_key))
 
     async def wait_until_active(self, permission: Permission, *, timeout: float = 300.0, interval: float = 2.0,
-                          tx_hashes: Sequence[str] = (), token: str | None = None) -> Permission:
+                                tx_hashes: Sequence[str] = (), token: str | None = None) -> Permission:
         """Verify the permission every `interval` seconds until it is active (its state is returned). Raises
         `WaitTimeout` after `timeout` seconds, `PermissionNotActivated` if it expires or closes unpaid. A create
         answer carries its own token; otherwise pass `token=` (or the client's credentials apply)."""
         deadline = time.monotonic() + timeout
         while True:
             current = await self.verify_permission(permission.permission_id, source=permission.funding_source,
-                                             tx_hashes=tx_hashes, token=holder_token(permission, token))
+                                                   tx_hashes=tx_hashes, token=holder_token(permission, token))
             if is_activated(current):
                 return current
             if time.monotonic() + interval > deadline:
@@ -233,16 +233,17 @@ class AsyncPayGo:
         cursor: str | None = None
         while True:
             page = await self.list_vendor_sessions(status=status, started_from=started_from, started_to=started_to,
-                                             wallet=wallet, limit=page_size, cursor=cursor)
+                                                   wallet=wallet, limit=page_size, cursor=cursor)
             for session in page.sessions:
                 yield session
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
-    async def download_vendor_sessions_csv(self, destination: IO[bytes], *, status: str | Sequence[str] | None = None,
-                                     started_from: Moment | None = None, started_to: Moment | None = None,
-                                     wallet: str | None = None) -> int:
+    async def download_vendor_sessions_csv(
+        self, destination: IO[bytes], *, status: str | Sequence[str] | None = None,
+        started_from: Moment | None = None, started_to: Moment | None = None, wallet: str | None = None,
+    ) -> int:
         """Write every matching session as CSV (the columns of `VendorSession`) to `destination` as it streams in;
         returns the bytes written (vendor key)."""
         written = 0
@@ -253,8 +254,9 @@ class AsyncPayGo:
                 written += destination.write(chunk)
         return written
 
-    async def iter_webhook_deliveries(self, *, status: str | Sequence[str] | None = None, event_type: str | None = None,
-                                page_size: int = 100) -> AsyncIterator[Delivery]:
+    async def iter_webhook_deliveries(
+        self, *, status: str | Sequence[str] | None = None, event_type: str | None = None, page_size: int = 100,
+    ) -> AsyncIterator[Delivery]:
         """Every matching webhook delivery of the vendor, page by page (vendor key)."""
         cursor: str | None = None
         while True:

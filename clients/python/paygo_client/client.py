@@ -237,9 +237,10 @@ class PayGo:
                 return
             cursor = page.next_cursor
 
-    def download_vendor_sessions_csv(self, destination: IO[bytes], *, status: str | Sequence[str] | None = None,
-                                     started_from: Moment | None = None, started_to: Moment | None = None,
-                                     wallet: str | None = None) -> int:
+    def download_vendor_sessions_csv(
+        self, destination: IO[bytes], *, status: str | Sequence[str] | None = None,
+        started_from: Moment | None = None, started_to: Moment | None = None, wallet: str | None = None,
+    ) -> int:
         """Write every matching session as CSV (the columns of `VendorSession`) to `destination` as it streams in;
         returns the bytes written (vendor key)."""
         written = 0
@@ -250,8 +251,9 @@ class PayGo:
                 written += destination.write(chunk)
         return written
 
-    def iter_webhook_deliveries(self, *, status: str | Sequence[str] | None = None, event_type: str | None = None,
-                                page_size: int = 100) -> Iterator[Delivery]:
+    def iter_webhook_deliveries(
+        self, *, status: str | Sequence[str] | None = None, event_type: str | None = None, page_size: int = 100,
+    ) -> Iterator[Delivery]:
         """Every matching webhook delivery of the vendor, page by page (vendor key)."""
         cursor: str | None = None
         while True:

@@ -213,6 +213,11 @@ class TransportError(PayGoError):
     the `__cause__`."""
 
 
+class UnexpectedResponse(PayGoError):
+    """The gateway answered something this client cannot read (a gateway of another API version?); the validation
+    error is the `__cause__`."""
+
+
 class WaitTimeout(PayGoError, TimeoutError):
     """A wait (`wait_until_active`) ran out of time; `last` is the last state seen."""
 

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict
 
 FundingSource = Literal["zcash", "ethereum", "card"]
 
-PERMISSION_FINAL_STATUSES = frozenset({"exhausted", "expired", "suspended", "closed"})
 SESSION_FINAL_STATUSES = frozenset({"ended", "exhausted", "confirmed"})
 
 
@@ -85,10 +84,6 @@ class Permission(Model):
     debt_amount: Decimal | None = None
     disputed_at: datetime | None = None
     refund_status: str | None = None
-
-    @property
-    def is_active(self) -> bool:
-        return self.status == "active"
 
 
 class CreatedPermission(Permission):
