@@ -1,6 +1,7 @@
 # The README's two commands: `make serve` and `make test` (extra pytest/serve arguments: make test ARGS="-k ledger").
-# Both build what they need first: the virtualenv (again whenever pyproject.toml changes) and, once the project has
-# a package.json (anvil for the Ethereum tests), node_modules.
+# Both build what they need first: the virtualenv (again whenever pyproject.toml or the Python client's changes; the
+# client, clients/python, is installed into it for its tests) and, once the project has a package.json (anvil for the
+# Ethereum tests), node_modules.
 
 PYTHON ?= python3
 VENV := .venv
@@ -19,14 +20,16 @@ serve: $(VENV_READY)
 test: $(VENV_READY) $(NODE_READY)
 	$(VENV)/bin/pytest -q $(ARGS)
 
-# ruff and mypy over the product's packages (configured in pyproject.toml); .ci/run runs this before the tests.
+# ruff and mypy over the product's packages (configured in pyproject.toml) and the client library (strict, its own
+# configuration); .ci/run runs this before the tests.
 lint: $(VENV_READY)
-	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED) clients/python
 	$(VENV)/bin/mypy
+	cd clients/python && ../../$(VENV)/bin/mypy paygo_client
 
-$(VENV_READY): pyproject.toml
+$(VENV_READY): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' -e './clients/python[ethereum,dev]'
 	touch $@
 
 node_modules/.installed: package.json $(wildcard package-lock.json)

@@ -1,0 +1,343 @@
+"""Typed results (pydantic, frozen). Money and hours are `Decimal`, parsed from the API's exact decimal strings;
+no float exists at any point. Times are timezone-aware `datetime`s. Fields the gateway adds later are ignored, so
+a newer gateway of the same major version does not break an older client.
+
+Statuses stay plain strings (new ones may appear); their values are documented in the gateway's README:
+permissions `pending_payment`, `active`, `exhausted`, `expired`, `suspended`, `closed`; sessions `active`, `ended`,
+`exhausted`, `pending_payment`, `confirmed`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+FundingSource = Literal["zcash", "ethereum", "card"]
+
+SESSION_FINAL_STATUSES = frozenset({"ended", "exhausted", "confirmed"})
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- permissions ---------------------------------------------------------------------------------------------------
+
+class Payment(Model):
+    """A payment seen for a permission: `seen` (not deep enough yet), `credited`, `late` (after expiry, not
+    credited) or `orphaned` (gone in a reorg)."""
+
+    txid: str
+    output_index: int
+    amount: Decimal
+    confirmations: int
+    block_height: int | None
+    status: str
+
+
+class Reminder(Model):
+    kind: str
+    queued_at: datetime
+    delivery_status: str
+    delivered_at: datetime | None
+
+
+class Permission(Model):
+    """A spending permission as every permission endpoint shows it. The card fields are set for card permissions
+    only."""
+
+    permission_id: str
+    funding_source: FundingSource
+    asset: str
+    status: str
+    user_wallet_address: str
+    approved_amount: Decimal
+    amount_to_pay: Decimal
+    rate_per_hour: Decimal
+    remaining_amount: Decimal
+    charged_amount: Decimal
+    max_streaming_hours: Decimal
+    remaining_hours: Decimal
+    used_hours: Decimal
+    payment_address: str | None
+    amount_received: Decimal
+    amount_confirmed: Decimal
+    amount_missing: Decimal
+    confirmations_required: int
+    confirmations_seen: int | None
+    payments: list[Payment]
+    created_at: datetime
+    activated_at: datetime | None
+    expires_at: datetime
+    payment_due_at: datetime | None = None
+    notify_url: str | None = None
+    renewal_due: bool = False
+    projected_run_out_at: datetime | None = None
+    reminders: list[Reminder] = []
+    # card permissions only
+    checkout_url: str | None = None
+    unfunded_reason: str | None = None
+    refunded_amount: Decimal | None = None
+    debt_amount: Decimal | None = None
+    disputed_at: datetime | None = None
+    refund_status: str | None = None
+
+
+class CreatedPermission(Permission):
+    """The create answer: the permission with its secrets, shown only this once. Keep `permission_token` (it opens
+    sessions and reads the permission) and `notify_secret` (it verifies reminders) somewhere safe."""
+
+    permission_token: str
+    notify_secret: str | None = None
+
+
+class ZcashBalance(Model):
+    """What the Zcash node can see of a wallet; shielded balances are unknown (None, with the reason)."""
+
+    wallet_address: str
+    asset: str
+    transparent_balance: Decimal | None
+    shielded_balance: Decimal | None
+    shielded_balance_reason: str | None
+    total_balance: Decimal | None
+    visible_balance: Decimal
+    can_stream: bool | None
+    estimated_hours: Decimal | None
+
+
+class EthereumBalance(Model):
+    wallet_address: str
+    asset: str
+    total_balance: Decimal
+    visible_balance: Decimal
+    can_stream: bool | None
+    estimated_hours: Decimal | None
+    block_number: int
+
+
+class Refund(Model):
+    permission_id: str
+    status: str
+    remaining_amount: Decimal
+    refund_amount: Decimal
+    refund_status: str
+    stripe_refund_id: str | None
+    stripe_status: str | None
+
+
+# --- sessions ------------------------------------------------------------------------------------------------------
+
+class OpenedSession(Model):
+    """`session_code` is the client's secret: it ends the session and reads it."""
+
+    session_code: str
+    session_id: str
+    status: str
+    started_at: datetime
+
+
+class DirectCharge(Model):
+    """What a session owes on chain after its permission ran dry (hybrid fallback)."""
+
+    id: str
+    status: str
+    amount: Decimal
+    paid_amount: Decimal
+    payment_address: str | None
+
+
+class EndedSession(Model):
+    id: str
+    session_id: str
+    amount: Decimal
+    asset: str
+    duration_minutes: int
+    duration_seconds: int
+    status: str
+    uncovered_amount: Decimal
+    direct_charge: DirectCharge | None = None
+
+
+class Session(Model):
+    """A session's state: what it was charged so far and what is left on its permission."""
+
+    session_id: str
+    status: str
+    asset: str
+    rate_per_hour: Decimal
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: int
+    charged_amount: Decimal
+    owed_amount: Decimal
+    remaining_amount: Decimal
+    remaining_hours: Decimal
+    permission_id: str
+    permission_status: str
+    direct_charge: DirectCharge | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """No further change will come (`pending_payment` still waits for its direct charge)."""
+        return self.status in SESSION_FINAL_STATUSES
+
+
+# --- vendors -------------------------------------------------------------------------------------------------------
+
+class VendorSession(Model):
+    """One of the vendor's sessions; also a row of the CSV export (same columns, same order)."""
+
+    session_id: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: int
+    asset: str
+    rate_per_hour: Decimal
+    charged_amount: Decimal
+    uncovered_amount: Decimal
+    funding_source: str
+    permission_id: str
+    user_wallet_address: str
+
+
+class VendorSessionPage(Model):
+    sessions: list[VendorSession]
+    next_cursor: str | None
+
+
+class ChargeLine(Model):
+    """A ledger entry of the session; a charge is negative (money taken from the payer's permission)."""
+
+    id: int
+    kind: str
+    amount: Decimal
+    memo: str | None
+    created_at: datetime
+
+
+class VendorSessionDetail(VendorSession):
+    charges: list[ChargeLine]
+
+
+class ChargesSummaryRow(Model):
+    day: date | None
+    asset: str
+    charges: int
+    sessions: int
+    amount: Decimal
+
+
+class ChargesSummary(Model):
+    group_by: str
+    rows: list[ChargesSummaryRow]
+
+
+class DeliveryAttempt(Model):
+    attempt: int
+    outcome: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    attempted_at: datetime
+
+
+class Delivery(Model):
+    """One webhook message and every attempt to deliver it. `payload` is the event exactly as sent."""
+
+    id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    redeliveries: int
+    target_url: str
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    payload: dict[str, Any]
+    log: list[DeliveryAttempt]
+
+
+class DeliveryPage(Model):
+    deliveries: list[Delivery]
+    next_cursor: str | None
+
+
+# --- operator ------------------------------------------------------------------------------------------------------
+
+class CreatedVendor(Model):
+    vendor_id: str
+    name: str
+    api_key: str
+
+
+class RotatedVendorKey(Model):
+    vendor_id: str
+    api_key: str
+    key_prefix: str
+    previous_keys_expire_at: datetime | None
+
+
+class RevokedVendorKeys(Model):
+    vendor_id: str
+    revoked: int
+
+
+class VendorKey(Model):
+    key_prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    live: bool
+
+
+class VendorKeys(Model):
+    vendor_id: str
+    keys: list[VendorKey]
+
+
+class WebhookSetting(Model):
+    """The vendor's webhook; `secret` verifies its deliveries (`verify_webhook`)."""
+
+    vendor_id: str
+    url: str | None
+    secret: str | None
+    signature_header: str
+    events: list[str]
+
+
+class HealthCheck(Model):
+    """One dependency's check; the other fields depend on the check (latency_ms, height, lag_seconds, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    ok: bool
+
+
+class Health(Model):
+    status: str
+    checks: dict[str, HealthCheck]
+
+
+class Status(Model):
+    status: str
+
+
+# --- webhooks ------------------------------------------------------------------------------------------------------
+
+class WebhookEvent(Model):
+    """A verified webhook: a reminder (`permission.expiring`, `permission.low_balance`) or a vendor event
+    (`session.started`, `session.ended`, ...). `id` stays the same on redelivery: drop ids already processed.
+    Amounts in `data` are the exact decimal strings the gateway sent."""
+
+    id: str
+    type: str
+    created_at: datetime
+    data: dict[str, Any]
+    delivery_id: str | None = None
