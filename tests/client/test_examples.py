@@ -19,7 +19,7 @@ from paygo_client import AsyncPayGo
 
 from billing.outbox import RetryPolicy
 from regtest.zcash_node import RunningNode
-from scheduler.delivery import deliver_due
+from billing.delivery import deliver_due
 from tests.client.conftest import base_url
 from tests.conftest import ADMIN_KEY, RPC_USER, Gateway, new_wallet
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY
@@ -69,7 +69,7 @@ def _free_port() -> int:
 
 async def _deliver(gw: Gateway, now: datetime) -> None:
     async with aiohttp.ClientSession() as http:
-        await deliver_due(gw.db, http, signing_key=WEBHOOK_SIGNING_KEY, now=now, timeout_seconds=2,
+        await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, now=now, timeout_seconds=2,
                           policy=RetryPolicy(max_attempts=3, base_seconds=30, cap_seconds=90))
 
 

@@ -76,7 +76,7 @@ async def test_zcash_round_with_the_live_balance(gw: Gateway, client_for: Any, r
     assert updates[0].charged_amount == Decimal("0") and updates[0].remaining_hours == Decimal("4")
 
     await gw.backdate_session(opened.session_id, 1800)
-    await billing_tick(gw.db)
+    await billing_tick(gw.database)
     await publish_session_updates(gw.client.app[REDIS], [opened.session_id])
     await _until(lambda: len(updates) == 2)
     assert updates[1].status == "active" and Decimal("1.25") <= updates[1].charged_amount < Decimal("1.26")

@@ -16,7 +16,7 @@ from paygo_client import WebhookVerificationError, errors, verify_webhook
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.webhooks import sign
-from scheduler.delivery import deliver_due
+from billing.delivery import deliver_due
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway, new_wallet
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
@@ -26,7 +26,7 @@ SECRET = "whsec_" + "ab" * 32
 
 async def _deliver(gw: Gateway, now: datetime) -> None:
     async with aiohttp.ClientSession() as http:
-        await deliver_due(gw.db, http, signing_key=WEBHOOK_SIGNING_KEY, policy=OUTBOX_POLICY, now=now,
+        await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=OUTBOX_POLICY, now=now,
                           timeout_seconds=2)
 
 
@@ -57,7 +57,7 @@ async def test_real_deliveries_verify_and_can_be_redelivered(signing_gw: Gateway
             verify_webhook(secret, started.headers, body, now=now)
 
     due = created.expires_at - timedelta(hours=2)
-    assert await enqueue_due_reminders(gw.db, policy=ReminderPolicy(lead_hours=(72, 24), low_balance_percent=20),
+    assert await enqueue_due_reminders(gw.database, policy=ReminderPolicy(lead_hours=(72, 24), low_balance_percent=20),
                                        now=due) == 1
     await _deliver(gw, due)
     reminder = webhook_receiver.received[-1]
