@@ -17,9 +17,9 @@ import httpx
 import pytest
 from paygo_client import AsyncPayGo
 
+from billing.delivery import deliver_due
 from billing.outbox import RetryPolicy
 from regtest.zcash_node import RunningNode
-from billing.delivery import deliver_due
 from tests.client.conftest import base_url
 from tests.conftest import ADMIN_KEY, RPC_USER, Gateway, new_wallet
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY

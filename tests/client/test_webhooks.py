@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from paygo_client import WebhookVerificationError, errors, verify_webhook
 
+from billing.delivery import deliver_due
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.webhooks import sign
-from billing.delivery import deliver_due
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway, new_wallet
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
