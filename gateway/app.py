@@ -7,8 +7,22 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from billing.secrets import secret_hash
-from gateway import admin, card, ethereum, events, health, observability, openapi, sessions, vendor, vendor_keys
-from gateway import vendor_webhooks
+from gateway import (
+    admin,
+    card,
+    dashboard_api,
+    ethereum,
+    events,
+    faces,
+    health,
+    observability,
+    openapi,
+    pages,
+    sessions,
+    vendor,
+    vendor_keys,
+    vendor_webhooks,
+)
 from gateway.http import error_middleware, idempotency_middleware, request_id_middleware, unstorable_text_middleware
 from gateway.keys import ADMIN_KEY_HASH, BILLING, POOL, REDIS, SETTINGS
 from gateway.observability import METRICS, observability_middleware
@@ -38,6 +52,8 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_KEY_HASH] = secret_hash(settings.admin_api_key) if settings.admin_api_key else None
     app.cleanup_ctx.append(_runtime)
     app.cleanup_ctx.append(events.session_event_hub)  # after the runtime: closes first
+    app.cleanup_ctx.append(faces.services)  # the pages' services, over the runtime
+    faces.setup_templates(app)
     app.add_routes(permission_routes("zcash"))
     app.add_routes([web.get("/api/v1/zcash/balance/{address}", zcash_balance)])
     app.add_routes(ethereum.routes())
@@ -51,6 +67,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(vendor_webhooks.routes)
     app.add_routes(observability.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(dashboard_api.routes)
+    app.add_routes(pages.routes)
+    app.add_routes([faces.static_route()])
     return app
 
 

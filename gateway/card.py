@@ -15,7 +15,7 @@ from typing import Any
 
 import stripe
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from billing.card import InvalidEvent, card_details, process_event, refund_unused
 from billing.errors import PayGoError, ServiceUnavailable
@@ -37,6 +37,10 @@ NOT_CONFIGURED_RETRY_AFTER_SECONDS = 3600
 
 class CreateCardPermissionRequest(CreatePermissionRequest):
     """A card permission: `user_wallet_address` is the buyer's email; Stripe sends them back to these URLs."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_wallet_address": "buyer@example.com", "requested_amount": "10.00", "rate_per_hour": "2.50",
+        "duration_days": 30, "success_url": "https://shop.example/paid", "cancel_url": "https://shop.example/"}]})
 
     success_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a payer")
     cancel_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a quitter")
@@ -112,7 +116,12 @@ async def _card_fields(request: web.Request, state: PermissionState) -> dict[str
 
 
 @describe(Operation(
-    summary="Stripe's webhook: checkout, refund and dispute events", tag="card", body={"type": "object"},
+    summary="Stripe's webhook: checkout, refund and dispute events", tag="card",
+    body={"type": "object", "examples": [{
+        "id": "evt_1PayGoExample", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {"id": "cs_test_a1PayGoExample", "object": "checkout.session", "payment_status": "paid",
+                            "amount_total": 1000, "currency": "usd", "payment_intent": "pi_1PayGoExample",
+                            "metadata": {"permission_id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427"}}}}]},
     response=StripeWebhookAnswer, errors=(400, 422),
     headers=(Parameter("Stripe-Signature", "`t=<unix>,v1=<HMAC-SHA256(webhook secret, \"t.body\")>`",
                        required=True),),

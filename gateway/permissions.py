@@ -15,6 +15,7 @@ from billing.service import BillingService, OnInsert, PermissionRequest, Permiss
 from chains.zcash import ZcashFundingSource
 from chains.zcash_address import decode_address
 from gateway.auth import is_operator, require_permission_access, token_permission
+from gateway.faces import checkout_links
 from gateway.http import json_response, read_body
 from gateway.keys import BILLING
 from gateway.models import BalanceView, CreatedPermissionView, CreatePermissionRequest, PermissionView
@@ -65,6 +66,7 @@ def permission_routes(funding_source: str, *, create_body: type[CreatePermission
 
     async def answer(request: web.Request, view: PermissionView, state: PermissionState,
                      status: int = 200) -> web.Response:
+        view = view.model_copy(update=checkout_links(request, state))
         if extra_fields is None:
             return json_response(view, status=status)
         return json_response({**view.model_dump(mode="json"), **await extra_fields(request, state)}, status=status)
