@@ -1,7 +1,8 @@
 """The `paygo` command: serve, migrate, vendor (create, rotate-key, revoke-key, keys), report, zcash-regtest.
 
 `paygo serve` with no configuration runs on embedded defaults: the machine's PostgreSQL (or a private one under
-./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose and the next curl to try.
+./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose, the next commands to try,
+and last the checkout page of a demo permission waiting for payment.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         base = f"http://{settings.listen_host}:{settings.listen_port}"
         print(f"PayGo gateway listening on {base}", flush=True)
         if embedded_demo:
-            await _print_demo(settings, base, node.url, rpc_password)
+            await _print_demo(settings, base, node.url, rpc_password, runner.app)
         await _wait_for_signal()
     return 0
 
@@ -182,8 +183,13 @@ def _env_set(name: str) -> bool:
     return bool(os.environ.get(name, "").strip())
 
 
-async def _print_demo(settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
-    """Demo mode only: a demo vendor with a fresh key, the run's operator key, and the next curl to try."""
+async def _print_demo(settings: Settings, base: str, node_url: str, rpc_password: str, app: web.Application) -> None:
+    """Demo mode only: a demo vendor with a fresh key, the run's operator key, a demo permission waiting for
+    payment, the next commands to try, and last the demo permission's checkout page."""
+    from billing.service import PermissionRequest
+    from gateway.faces import checkout_path
+    from gateway.keys import BILLING
+
     pool = await create_pool(settings.database_url or "", min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
@@ -191,6 +197,10 @@ async def _print_demo(settings: Settings, base: str, node_url: str, rpc_password
     finally:
         await pool.close()
     demo_wallet = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
+    demo = await app[BILLING].create_permission(PermissionRequest(
+        funding_source="zcash", asset="ZEC", user_wallet_address=demo_wallet, requested_amount="10",
+        rate_per_hour="2.5"))
+    address = demo.permission.payment_address
     print(f"""
 Demo mode (embedded defaults; test money only):
   demo vendor id:   {vendor.vendor_id}
@@ -198,12 +208,18 @@ Demo mode (embedded defaults; test money only):
   operator key:     {settings.admin_api_key}   (X-API-Key; set ADMIN_API_KEY to choose your own)
   regtest node:     {node_url}  (user paygo, password {rpc_password})
 
-Next, ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
+Ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
   curl -s -X POST {base}/api/v1/zcash/permissions -H 'Content-Type: application/json' \\
        -d '{{"user_wallet_address": "{demo_wallet}", "requested_amount": "10", "rate_per_hour": "2.5"}}'
-Then pay its payment_address from the regtest faucet and mine a block (see README, "Quick start"):
-  curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"<payment_address>","amount":10}}]],"id":1}}'
+One like it is waiting for payment already (its token opens the wallet view: {demo.permission_token}).
+Pay it from the regtest faucet and mine a block; its checkout page turns active by itself:
+  curl -s -u paygo:{rpc_password} {node_url} \\
+       -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"{address}","amount":10}}]],"id":1}}'
   curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"generate","params":[1],"id":2}}'
+Wallet view {base}/wallet · vendor dashboard {base}/vendor · operator dashboard {base}/operator
+API docs {base}/api/v1/docs
+Open the demo permission's checkout page:
+  {base}{checkout_path(demo.permission.id)}
 """, flush=True)
 
 
