@@ -9,13 +9,20 @@ ARGS ?=
 VENV_READY := $(VENV)/.installed
 NODE_READY := $(if $(wildcard package.json),node_modules/.installed)
 
-.PHONY: serve test
+LINTED := kernel gateway billing chains scheduler paygo
+
+.PHONY: serve test lint
 
 serve: $(VENV_READY)
 	$(VENV)/bin/paygo serve $(ARGS)
 
 test: $(VENV_READY) $(NODE_READY)
 	$(VENV)/bin/pytest -q $(ARGS)
+
+# ruff and mypy over the product's packages (configured in pyproject.toml); .ci/run runs this before the tests.
+lint: $(VENV_READY)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 
 $(VENV_READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 
 from billing.charging import billing_tick
+from billing.unit_of_work import Database
 from billing.db import create_pool
 from billing.schema import migrate
 from paygo.embedded import create_database, drop_database, dsn_for_database, find_or_start_postgres
@@ -137,7 +138,7 @@ async def main(sessions: int) -> None:
         pool = await create_pool(dsn_for_database(server, tick_db), min_size=1, max_size=2)
         try:
             started = time.perf_counter()
-            result = await billing_tick(pool, at=at)
+            result = await billing_tick(Database(pool), at=at)
             tick_seconds = time.perf_counter() - started
         finally:
             await pool.close()

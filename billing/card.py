@@ -24,18 +24,15 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import Conflict, NotFound, PayGoError
+from billing.charging import refresh_stop_instants
 from billing.ledger import EntryKind, post_entry
 from billing.permissions import Permission, PermissionStatus, apply_payments, get_permission
-from chains.card import CardFundingSource, payment_from_session
+from kernel.errors import Conflict, InvalidEvent, NotFound
+from kernel.funding import Payment, RefundReceipt
 
 CARD = "card"
 
-
-class InvalidEvent(PayGoError):
-    """A correctly signed body that is not a Stripe event we can read."""
-
-    code = "invalid_event"
+PaymentOfCheckout = Callable[[Mapping[str, Any]], Payment | None]
 
 
 class EventOutcome(StrEnum):
@@ -51,6 +48,9 @@ class EventResult:
 
 
 IGNORED = EventResult(EventOutcome.IGNORED)
+
+
+EventHandler = Callable[[asyncpg.Connection, Mapping[str, Any], PaymentOfCheckout], Awaitable[EventResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +74,10 @@ class RefundRecord:
     payment_intent: str | None
 
 
-async def process_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> EventResult:
+async def process_event(conn: asyncpg.Connection, event: Mapping[str, Any],
+                        payment_of_checkout: PaymentOfCheckout) -> EventResult:
     """Apply one verified Stripe event in one transaction; an event id seen before changes nothing.
+    `payment_of_checkout` reads a Checkout Session as the payment it is (the card adapter knows Stripe's shapes).
 
     The primary key of `stripe_events` settles concurrent deliveries of one event: the second insert waits for
     the first transaction and then finds the row."""
@@ -91,7 +93,7 @@ async def process_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> E
         if inserted is None:
             return EventResult(EventOutcome.DUPLICATE)
         handler = _HANDLERS.get(event_type)
-        result = await handler(conn, obj) if handler else IGNORED
+        result = await handler(conn, obj, payment_of_checkout) if handler else IGNORED
         if result.outcome == EventOutcome.APPLIED:
             await conn.execute("UPDATE stripe_events SET outcome = 'applied', permission_id = $2 WHERE event_id = $1",
                                event_id, result.permission_id)
@@ -108,8 +110,9 @@ def _event_parts(event: Mapping[str, Any]) -> tuple[str, str, int, Mapping[str, 
     return event_id, event_type, created, obj
 
 
-async def _session_paid(conn: asyncpg.Connection, session: Mapping[str, Any]) -> EventResult:
-    payment = payment_from_session(session)
+async def _session_paid(conn: asyncpg.Connection, session: Mapping[str, Any],
+                        payment_of_checkout: PaymentOfCheckout) -> EventResult:
+    payment = payment_of_checkout(session)
     if payment is None:
         return IGNORED  # completed but not paid yet: an asynchronous payment method; its own event follows
     await _lock_payment_intent(conn, payment.txid)
@@ -123,8 +126,8 @@ async def _session_paid(conn: asyncpg.Connection, session: Mapping[str, Any]) ->
     return EventResult(EventOutcome.APPLIED, permission_id)
 
 
-def _session_unfunded(reason: str) -> Callable[[asyncpg.Connection, Mapping[str, Any]], Awaitable[EventResult]]:
-    async def handle(conn: asyncpg.Connection, session: Mapping[str, Any]) -> EventResult:
+def _session_unfunded(reason: str) -> EventHandler:
+    async def handle(conn: asyncpg.Connection, session: Mapping[str, Any], _: PaymentOfCheckout) -> EventResult:
         permission_id = await _checkout_permission(conn, session)
         if permission_id is None:
             return IGNORED
@@ -144,7 +147,7 @@ def _session_unfunded(reason: str) -> Callable[[asyncpg.Connection, Mapping[str,
     return handle
 
 
-async def _charge_refunded(conn: asyncpg.Connection, charge: Mapping[str, Any]) -> EventResult:
+async def _charge_refunded(conn: asyncpg.Connection, charge: Mapping[str, Any], _: PaymentOfCheckout) -> EventResult:
     payment_intent, refunded = charge.get("payment_intent"), charge.get("amount_refunded")
     if not isinstance(payment_intent, str) or not isinstance(refunded, int) or refunded < 0:
         return IGNORED
@@ -161,7 +164,8 @@ async def _charge_refunded(conn: asyncpg.Connection, charge: Mapping[str, Any]) 
     return await _apply_charge_facts(conn, payment_intent)
 
 
-async def _dispute_created(conn: asyncpg.Connection, dispute: Mapping[str, Any]) -> EventResult:
+async def _dispute_created(conn: asyncpg.Connection, dispute: Mapping[str, Any],
+                           _: PaymentOfCheckout) -> EventResult:
     payment_intent, created = dispute.get("payment_intent"), dispute.get("created")
     if not isinstance(payment_intent, str) or not isinstance(created, int):
         return IGNORED
@@ -227,6 +231,7 @@ async def _reconcile(conn: asyncpg.Connection, permission_id: UUID, payment_inte
     if status != permission.status:
         await conn.execute("UPDATE permissions SET status = $2, updated_at = now() WHERE id = $1",
                            permission_id, str(status))
+    await refresh_stop_instants(conn, [permission_id])
 
 
 def _status_after(permission: Permission, *, disputed: bool, debt: int, balance: int,
@@ -259,10 +264,11 @@ async def _checkout_permission(conn: asyncpg.Connection, session: Mapping[str, A
 async def _lock_payment_intent(conn: asyncpg.Connection, payment_intent: str) -> None:
     """Serialise every event about one payment, so a charge fact and its checkout's funding cannot miss each other
     (each reads what the other wrote)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"stripe-payment-intent:{payment_intent}")
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                       f"stripe-payment-intent:{payment_intent}")
 
 
-_HANDLERS: dict[str, Callable[[asyncpg.Connection, Mapping[str, Any]], Awaitable[EventResult]]] = {
+_HANDLERS: dict[str, EventHandler] = {
     "checkout.session.completed": _session_paid,
     "checkout.session.async_payment_succeeded": _session_paid,
     "checkout.session.async_payment_failed": _session_unfunded("payment_failed"),
@@ -290,27 +296,19 @@ async def card_details(conn: asyncpg.Connection, permission_id: UUID) -> CardDet
                        debt_amount=row["debt"], disputed_at=row["disputed_at"], refund_status=row["refund_status"])
 
 
-async def refund_unused(pool: asyncpg.Pool, source: CardFundingSource, permission_id: UUID) -> RefundRecord:
-    """Close a card permission and give its unused balance back to the card. Calling it again returns the same
-    refund; if Stripe did not answer, calling it again asks Stripe again with the same idempotency key."""
-    async with pool.acquire() as conn:
-        record = await _claim_refund(conn, permission_id)
-    if record.status != "requested":
-        return record
-    assert record.payment_intent is not None
-    refund = await source.refund(record.payment_intent, record.amount, reference=str(permission_id))
-    async with pool.acquire() as conn:
-        await conn.execute(
-            """
-            UPDATE card_refunds SET status = 'submitted', stripe_refund_id = $2, stripe_status = $3, updated_at = now()
-             WHERE permission_id = $1
-            """,
-            permission_id, refund.stripe_refund_id, refund.status,
-        )
-        return await _refund_record(conn, permission_id)  # type: ignore[return-value]
+async def record_refund_submitted(conn: asyncpg.Connection, permission_id: UUID,
+                                  receipt: RefundReceipt) -> RefundRecord:
+    await conn.execute(
+        """
+        UPDATE card_refunds SET status = 'submitted', stripe_refund_id = $2, stripe_status = $3, updated_at = now()
+         WHERE permission_id = $1
+        """,
+        permission_id, receipt.refund_id, receipt.status,
+    )
+    return await _refund_record(conn, permission_id)  # type: ignore[return-value]
 
 
-async def _claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> RefundRecord:
+async def claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> RefundRecord:
     """Take the unused balance off the permission (ledger kind `refund`) and close it, once; the Stripe refund is
     counted as covered before Stripe is asked, so its `charge.refunded` event takes nothing more."""
     async with conn.transaction():
@@ -337,7 +335,8 @@ async def _claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> Refund
                 """,
                 permission_id, amount,
             )
-        await conn.execute("UPDATE permissions SET status = 'closed', updated_at = now() WHERE id = $1", permission_id)
+        await conn.execute("UPDATE permissions SET status = 'closed', stops_at = NULL, updated_at = now() "
+                           "WHERE id = $1", permission_id)
         return await _refund_record(conn, permission_id)  # type: ignore[return-value]
 
 

@@ -19,18 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
+from billing.unit_of_work import Database
+
 DEFAULT_BATCH_SIZE = 5000  # permissions per transaction: bounds lock time and memory
+ONE_SECOND = timedelta(seconds=1)
 
 CHARGE_SESSIONS = """
 WITH base AS (
     SELECT s.id AS session_id, s.permission_id, s.vendor_id, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
-           s.started_at, s.exhausted_at AS session_exhausted_at,
-           p.balance, p.status AS permission_status, p.expires_at, p.funding_source, p.asset, p.asset_decimals,
+           s.settled_amount, s.settled_at, s.started_at, s.exhausted_at AS session_exhausted_at,
+           p.balance, p.accrued_amount, p.status AS permission_status, p.expires_at, p.funding_source, p.asset,
+           p.asset_decimals,
            v.direct_charge_grace_seconds AS grace, v.webhook_url,
            $2::timestamptz AS at, least($2::timestamptz, p.expires_at) AS end_at
       FROM sessions s
@@ -46,14 +50,11 @@ owed AS (
 ),
 allocated AS (
     -- The balance pays the queue greedily, so through each session it has paid least(balance, what the queue owes
-    -- through it): one window pass gives both the charge and the balance after it.
+    -- through it): one window pass gives each session's charge.
     SELECT o.*,
            CASE WHEN o.permission_status = 'active'
                 THEN greatest(0, least(o.due, o.balance - (sum(o.due) OVER queue - o.due)))
-                ELSE 0 END AS charge,
-           CASE WHEN o.permission_status = 'active'
-                THEN greatest(o.balance - sum(o.due) OVER queue, 0)
-                ELSE o.balance END AS balance_after
+                ELSE 0 END AS charge
       FROM owed o
     WINDOW queue AS (PARTITION BY o.permission_id ORDER BY o.started_at, o.session_id)
 ),
@@ -77,38 +78,57 @@ decided AS (
            END AS new_status
       FROM outcome o
 ),
+settling AS (
+    -- A session settles (its unsettled charge becomes one ledger entry) when it leaves `active`, and at least
+    -- hourly while it runs (a checkpoint); otherwise its charge only accrues in place.
+    SELECT d.*,
+           CASE WHEN d.new_status <> 'active' OR coalesce(d.settled_at, d.started_at) <= d.at - interval '1 hour'
+                THEN d.charged_amount + d.charge - d.settled_amount ELSE 0 END AS settle
+      FROM decided d
+),
 session_updates AS (
     UPDATE sessions s
-       SET charged_amount = s.charged_amount + d.charge,
-           uncovered_amount = d.uncovered_after,
-           exhausted_at = d.exhausted_after,
-           status = d.new_status,
-           ended_at = CASE WHEN d.new_status = 'active' THEN NULL ELSE d.end_at END
-      FROM decided d
-     WHERE s.id = d.session_id
-       AND (d.charge > 0 OR d.new_status <> 'active' OR d.uncovered_after <> d.uncovered_amount)
+       SET charged_amount = s.charged_amount + x.charge,
+           uncovered_amount = x.uncovered_after,
+           exhausted_at = x.exhausted_after,
+           status = x.new_status,
+           ended_at = CASE WHEN x.new_status = 'active' THEN NULL ELSE x.end_at END,
+           settled_amount = s.settled_amount + x.settle,
+           settled_at = CASE WHEN x.settle > 0 OR x.new_status <> 'active' THEN x.at ELSE s.settled_at END
+      FROM settling x
+     WHERE s.id = x.session_id
+       AND (x.charge > 0 OR x.new_status <> 'active' OR x.uncovered_after <> x.uncovered_amount OR x.settle > 0)
     RETURNING s.id
 ),
 ledger AS (
+    -- balance_after is the settled balance (the sum of the ledger): what was settled before, less each settlement.
     INSERT INTO ledger_entries (permission_id, kind, amount, balance_after, session_id)
-    SELECT d.permission_id, 'charge', -d.charge, d.balance_after, d.session_id
-      FROM decided d
-     WHERE d.charge > 0
-     ORDER BY d.permission_id, d.started_at, d.session_id
+    SELECT x.permission_id, 'charge', -x.settle,
+           x.balance + x.accrued_amount
+               - sum(x.settle) OVER (PARTITION BY x.permission_id ORDER BY x.started_at, x.session_id),
+           x.session_id
+      FROM settling x
+     WHERE x.settle > 0
+     ORDER BY x.permission_id, x.started_at, x.session_id
     RETURNING 1
 ),
 totals AS (
-    SELECT d.permission_id, sum(d.charge) AS charged, min(d.at) AS at FROM decided d GROUP BY d.permission_id
+    SELECT x.permission_id, sum(x.charge) AS charged, sum(x.settle) AS settled, min(x.at) AS at,
+           bool_or(x.new_status <> 'active') AS sessions_ended
+      FROM settling x GROUP BY x.permission_id
 ),
 permission_updates AS (
     UPDATE permissions p
        SET balance = p.balance - t.charged,
+           accrued_amount = p.accrued_amount + t.charged - t.settled,
            charged_amount = p.charged_amount + t.charged,
            status = CASE WHEN p.status = 'active' AND p.balance = t.charged THEN 'exhausted' ELSE p.status END,
            exhausted_at = CASE WHEN p.status = 'active' AND p.balance = t.charged THEN t.at ELSE p.exhausted_at END,
+           stops_at = CASE WHEN p.status = 'active' AND p.balance = t.charged THEN NULL ELSE p.stops_at END,
            updated_at = now()
       FROM totals t
-     WHERE p.id = t.permission_id AND (t.charged > 0 OR (p.status = 'active' AND p.balance = 0))
+     WHERE p.id = t.permission_id
+       AND (t.charged > 0 OR t.settled > 0 OR (p.status = 'active' AND p.balance = 0))
     RETURNING p.id, p.status, p.exhausted_at, p.funding_source, p.asset, p.asset_decimals, p.approved_amount,
               p.charged_amount, p.expires_at
 ),
@@ -128,17 +148,11 @@ direct AS (
 session_ended_events AS (
     INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
     SELECT 'vendor_webhook', 'session.ended', 'session.ended:' || d.session_id, d.vendor_id, d.webhook_url,
-           webhook_event('session.ended:' || d.session_id, 'session.ended', d.at, jsonb_build_object(
-               'session_id', d.session_id::text,
-               'permission_id', d.permission_id::text,
-               'vendor_id', d.vendor_id::text,
-               'status', d.new_status,
-               'funding_source', d.funding_source,
-               'asset', d.asset,
-               'rate_per_hour', to_major(d.rate_per_hour, d.asset_decimals)::text,
+           webhook_event('session.ended:' || d.session_id, 'session.ended', d.at, session_event_data(
+               d.session_id, d.permission_id, d.vendor_id, d.new_status, d.funding_source, d.asset, d.asset_decimals,
+               d.rate_per_hour, d.started_at) || jsonb_build_object(
                'charged_amount', to_major(d.charged_amount + d.charge, d.asset_decimals)::text,
                'uncovered_amount', to_major(d.uncovered_after, d.asset_decimals)::text,
-               'started_at', webhook_time(d.started_at),
                'ended_at', webhook_time(d.end_at),
                'duration_seconds', greatest(floor(extract(epoch FROM d.end_at - d.started_at)), 0)::bigint))
       FROM decided d
@@ -174,6 +188,8 @@ exhausted_events AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM decided) AS sessions,
+       -- permissions whose open sessions changed: their stop instant is computed again after this statement
+       ARRAY(SELECT t.permission_id FROM totals t WHERE t.sessions_ended) AS stops_changed,
        (SELECT coalesce(sum(charge), 0) FROM decided) AS charged,
        (SELECT count(*) FROM ledger) AS ledger_entries,
        (SELECT count(*) FROM session_updates) AS sessions_changed,
@@ -208,8 +224,28 @@ async def charge_sessions(
     session_id: UUID | None = None,
     final: bool = False,
 ) -> asyncpg.Record:
-    """Charge the active sessions of these (already locked) permissions at `at`; `final` ends them."""
-    return await conn.fetchrow(CHARGE_SESSIONS, list(permission_ids), at, session_id, final)
+    """Charge the active sessions of these (already locked) permissions at `at`; `final` ends them. Permissions
+    whose open sessions changed get their stop instant computed again."""
+    record = await conn.fetchrow(CHARGE_SESSIONS, list(permission_ids), at, session_id, final)
+    if record["stops_changed"]:
+        await refresh_stop_instants(conn, record["stops_changed"])
+    return record
+
+
+async def refresh_stop_instants(conn: asyncpg.Connection, permission_ids: Sequence[UUID], *,
+                                not_before: datetime | None = None) -> None:
+    """Compute again when each (locked) permission runs dry; `not_before` puts off one that is still running at
+    an instant already passed (its sessions' amounts round down, so its money lasts a little longer)."""
+    await conn.execute(
+        """
+        UPDATE permissions p SET stops_at = CASE WHEN s.stops_at IS NULL OR $2::timestamptz IS NULL THEN s.stops_at
+                                                 ELSE greatest(s.stops_at, $2) END
+          FROM (SELECT id, permission_stops_at(id) AS stops_at FROM permissions WHERE id = ANY($1::uuid[])) s
+         WHERE p.id = s.id AND p.stops_at IS DISTINCT FROM
+               CASE WHEN s.stops_at IS NULL OR $2::timestamptz IS NULL THEN s.stops_at ELSE greatest(s.stops_at, $2) END
+        """,
+        list(permission_ids), not_before,
+    )
 
 
 async def _lock_batch(conn: asyncpg.Connection, candidates: list[UUID]) -> list[UUID]:
@@ -222,40 +258,68 @@ async def _lock_batch(conn: asyncpg.Connection, candidates: list[UUID]) -> list[
 
 
 async def billing_tick(
-    pool: asyncpg.Pool, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    db: Database, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     only_expired: bool = False,
 ) -> ChargeResult:
-    """Charge every active session what it owes at `at` (database time when None), in batches of permissions."""
+    """Charge every active session what it owes at `at` (database time when None), in batches of permissions,
+    each batch one transaction (announced to the post-commit hook once committed)."""
     result = ChargeResult()
     last: UUID | None = None
     while True:
-        async with pool.acquire() as conn:
-            async with conn.transaction():
-                moment = at or await conn.fetchval("SELECT now()")
-                candidates = [r["permission_id"] for r in await conn.fetch(
-                    """
-                    SELECT DISTINCT s.permission_id FROM sessions s
-                      JOIN permissions p ON p.id = s.permission_id
-                     WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
-                       AND (NOT $3 OR p.expires_at <= $4)
-                     ORDER BY s.permission_id LIMIT $2
-                    """,
-                    last, batch_size, only_expired, moment,
-                )]
-                if not candidates:
-                    return result
-                last = candidates[-1]
-                locked = await _lock_batch(conn, candidates)
-                if locked:
-                    result.add(await charge_sessions(conn, locked, moment), locked)
+        async with db.transaction() as work:
+            conn = work.conn
+            moment = at or await conn.fetchval("SELECT now()")
+            candidates = [r["permission_id"] for r in await conn.fetch(
+                """
+                SELECT DISTINCT s.permission_id FROM sessions s
+                  JOIN permissions p ON p.id = s.permission_id
+                 WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
+                   AND (NOT $3 OR p.expires_at <= $4)
+                 ORDER BY s.permission_id LIMIT $2
+                """,
+                last, batch_size, only_expired, moment,
+            )]
+            if not candidates:
+                return result
+            last = candidates[-1]
+            locked = await _lock_batch(conn, candidates)
+            if locked:
+                result.add(await charge_sessions(conn, locked, moment), locked)
+                work.changed(permissions=locked)
 
 
-async def expire_permissions(pool: asyncpg.Pool, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
+async def stop_due(db: Database, *, at: datetime | None = None,
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> ChargeResult:
+    """The hard stop: charge, at `at` (database time when None), every active permission whose stop instant has
+    come — its balance runs out at the current rate, or it expires — so its sessions end `exhausted` (or go on a
+    vendor's direct-charge grace) within a second of the money running out, and the permission covers exactly its
+    balance. One still running (amounts round down, so money may last a second longer) is looked at again a
+    second later."""
+    result = ChargeResult()
+    while True:
+        async with db.transaction() as work:
+            conn = work.conn
+            moment = at or await conn.fetchval("SELECT now()")
+            due = [row["id"] for row in await conn.fetch(
+                """
+                SELECT id FROM permissions WHERE status = 'active' AND stops_at <= $1
+                 ORDER BY stops_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+                """,
+                moment, batch_size,
+            )]
+            if not due:
+                return result
+            result.add(await charge_sessions(conn, due, moment), due)
+            await refresh_stop_instants(conn, due, not_before=moment + ONE_SECOND)
+            work.changed(permissions=due)
+
+
+async def expire_permissions(db: Database, *, at: datetime | None = None) -> tuple[ChargeResult, list[UUID]]:
     """Close the open sessions of permissions past their expiry (charged up to the expiry instant), then mark
     those permissions `expired`. Returns the charge result and the permissions that expired."""
-    charged = await billing_tick(pool, at=at, only_expired=True)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
+    charged = await billing_tick(db, at=at, only_expired=True)
+    async with db.transaction() as work:
+        rows = await work.conn.fetch(
             """
             UPDATE permissions p SET status = 'expired', updated_at = now()
              WHERE p.status IN ('active', 'exhausted', 'pending_payment')
@@ -265,4 +329,5 @@ async def expire_permissions(pool: asyncpg.Pool, *, at: datetime | None = None) 
             """,
             at,
         )
+        work.changed(permissions=[row["id"] for row in rows])
     return charged, [row["id"] for row in rows]

@@ -15,19 +15,20 @@ late payments (recorded after expiry, never credited) and orphaned ones (left th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-import asyncpg
-
-from billing.assets import Asset, AssetRegistry
 from billing.card import card_details
-from billing.errors import NotFound
 from billing.payment_uri import eip681_uri, zip321_uri
-from billing.permissions import PaymentRow, Permission, PermissionStatus, get_permission, payments_of
+from billing.permissions import PaymentRow, PaymentStatus, Permission, PermissionStatus, get_permission, payments_of
+from billing.sources import FundingSources
+from billing.unit_of_work import Database
+from kernel.assets import Asset
+from kernel.errors import NotFound
+from kernel.money import parse_amount
 
 FUNDED_STATES = frozenset({PermissionStatus.ACTIVE, PermissionStatus.EXHAUSTED, PermissionStatus.SUSPENDED,
                            PermissionStatus.CLOSED})
@@ -59,16 +60,19 @@ class CheckoutProgress:
     confirmations_seen: int | None  # the least deep payment not credited yet (None when there is none)
 
 
+COUNTED = frozenset({PaymentStatus.SEEN, PaymentStatus.CREDITED})
+
+
 def received_amount(payments: Sequence[PaymentRow]) -> int:
     """What reached the permission and counts: payments seen or credited (not orphaned, not late)."""
-    return sum(pay.amount for pay in payments if pay.status in ("seen", "credited"))
+    return sum(pay.amount for pay in payments if pay.status in COUNTED)
 
 
 def checkout_progress(permission: Permission, payments: Sequence[PaymentRow], now: datetime,
                       confirmations_required: int) -> CheckoutProgress:
     received = received_amount(payments)
-    credited = sum(pay.amount for pay in payments if pay.status == "credited")
-    waiting = [pay.confirmations for pay in payments if pay.status == "seen"]
+    credited = sum(pay.amount for pay in payments if pay.status == PaymentStatus.CREDITED)
+    waiting = [pay.confirmations for pay in payments if pay.status == PaymentStatus.SEEN]
     status = permission.status_at(now)
     if status in FUNDED_STATES:
         phase = CheckoutPhase(status)
@@ -88,8 +92,8 @@ def checkout_progress(permission: Permission, payments: Sequence[PaymentRow], no
         credited=credited,
         missing=max(0, permission.approved_amount - received),
         overpaid=max(0, received - permission.approved_amount),
-        late=sum(pay.amount for pay in payments if pay.status == "late"),
-        orphaned_payments=sum(1 for pay in payments if pay.status == "orphaned"),
+        late=sum(pay.amount for pay in payments if pay.status == PaymentStatus.LATE),
+        orphaned_payments=sum(1 for pay in payments if pay.status == PaymentStatus.ORPHANED),
         confirmations_seen=min(waiting) if waiting else None,
     )
 
@@ -112,68 +116,71 @@ class CheckoutState:
     unfunded_reason: str | None  # card: why Checkout did not fund it (expired, failed)
 
 
+def payment_request(permission: Permission, payments: Sequence[PaymentRow], now: datetime,
+                    sources: FundingSources) -> PaymentRequest | None:
+    """What a payer should send now: what is still missing while the permission awaits payment, any amount (a
+    top-up) while it is funded and can take more; None otherwise, and for card permissions."""
+    status = permission.status_at(now)
+    amount: int | None = None
+    if status == PermissionStatus.PENDING_PAYMENT:
+        amount = permission.approved_amount - received_amount(payments)
+        if amount <= 0:
+            return None
+    elif status not in (PermissionStatus.ACTIVE, PermissionStatus.EXHAUSTED):
+        return None
+    uri = payment_uri(permission, amount, sources)
+    return PaymentRequest(uri, amount) if uri is not None else None
+
+
+def payment_uri(permission: Permission, amount_units: int | None, sources: FundingSources) -> str | None:
+    """The ZIP-321 or EIP-681 URI paying `amount_units` (None: any amount, a top-up) to the permission; None for
+    card permissions, or when its chain is not configured here any more."""
+    if permission.payment_address is None:
+        return None
+    if permission.funding_source == "zcash":
+        return zip321_uri(permission.payment_address, amount_units)
+    signer = sources.authorizers.get(permission.funding_source)
+    asset = sources.assets.get(permission.asset)
+    if permission.funding_source == "ethereum" and signer is not None and asset is not None:
+        return eip681_uri(permission.payment_address, signer.chain_id, amount_units, token_contract=asset.contract)
+    return None
+
+
 class CheckoutService:
-    """Reads a permission's checkout state and builds its payment URIs.
+    """A permission's checkout state, and the payment URI a QR code shows."""
 
-    `ethereum_chain_id` is the chain EIP-681 URIs name (None when Ethereum funding is off)."""
-
-    def __init__(self, pool: asyncpg.Pool, assets: AssetRegistry, min_confirmations: Mapping[str, int],
-                 ethereum_chain_id: int | None) -> None:
-        self.pool = pool
-        self.assets = assets
-        self.min_confirmations = min_confirmations
-        self.ethereum_chain_id = ethereum_chain_id
-
-    async def permission(self, permission_id: UUID) -> Permission:
-        async with self.pool.acquire() as conn:
-            permission = await get_permission(conn, permission_id)
-        if permission is None:
-            raise NotFound("no permission with this id", code="permission_not_found")
-        return permission
+    def __init__(self, db: Database, sources: FundingSources) -> None:
+        self.db = db
+        self.sources = sources
 
     async def state(self, permission_id: UUID) -> CheckoutState:
-        async with self.pool.acquire() as conn:
+        async with self.db.connection() as conn:
             permission = await get_permission(conn, permission_id)
             if permission is None:
                 raise NotFound("no permission with this id", code="permission_not_found")
             payments = await payments_of(conn, permission_id)
-            now, decimals = await conn.fetchrow("SELECT now(), asset_decimals FROM permissions WHERE id = $1",
-                                                permission_id)
+            now = await conn.fetchval("SELECT now()")
             unfunded_reason = ((await card_details(conn, permission_id)).unfunded_reason
                                if permission.funding_source == "card" else None)
-        required = self.min_confirmations.get(permission.funding_source, 1)
-        progress = checkout_progress(permission, payments, now, required)
-        # The asset as configured, else as the permission recorded it (a token no longer configured).
-        asset = self.assets.get(permission.asset) or Asset(permission.asset, decimals, permission.funding_source)
-        return CheckoutState(permission, asset, tuple(payments), now, required, progress,
-                             self.payment_request(permission, payments, now), unfunded_reason)
+        required = self.sources.confirmations_required(permission.funding_source)
+        return CheckoutState(permission, _asset(permission), tuple(payments), now, required,
+                             checkout_progress(permission, payments, now, required),
+                             payment_request(permission, payments, now, self.sources), unfunded_reason)
 
-    def payment_request(self, permission: Permission, payments: Sequence[PaymentRow],
-                        now: datetime) -> PaymentRequest | None:
-        """What a payer should send now: what is still missing while the permission awaits payment, any amount (a
-        top-up) while it is funded and can take more; None otherwise, and for card permissions."""
-        status = permission.status_at(now)
-        amount: int | None = None
-        if status == PermissionStatus.PENDING_PAYMENT:
-            amount = permission.approved_amount - received_amount(payments)
-            if amount <= 0:
-                return None
-        elif status not in (PermissionStatus.ACTIVE, PermissionStatus.EXHAUSTED):
-            return None
-        uri = self.payment_uri(permission, amount)
-        return PaymentRequest(uri, amount) if uri is not None else None
+    async def qr_uri(self, permission_id: UUID, amount: str | None) -> str:
+        """The payment URI of the permission for `amount` (an exact decimal of its asset), or for any amount;
+        404 for card permissions, which pay on Stripe's page."""
+        async with self.db.connection() as conn:
+            permission = await get_permission(conn, permission_id)
+        if permission is None:
+            raise NotFound("no permission with this id", code="permission_not_found")
+        units = parse_amount(amount, _asset(permission), "amount") if amount is not None else None
+        uri = payment_uri(permission, units, self.sources)
+        if uri is None:
+            raise NotFound("this permission is not paid on a chain", code="no_payment_uri")
+        return uri
 
-    def payment_uri(self, permission: Permission, amount_units: int | None) -> str | None:
-        """The ZIP-321 or EIP-681 URI paying `amount_units` (None: any amount, a top-up) to the permission; None for
-        card permissions, or when the chain is not configured here any more."""
-        if permission.payment_address is None:
-            return None
-        if permission.funding_source == "zcash":
-            return zip321_uri(permission.payment_address, amount_units)
-        if permission.funding_source == "ethereum" and self.ethereum_chain_id is not None:
-            asset = self.assets.get(permission.asset)
-            if asset is None:
-                return None
-            return eip681_uri(permission.payment_address, self.ethereum_chain_id, amount_units,
-                              token_contract=asset.contract)
-        return None
+
+def _asset(permission: Permission) -> Asset:
+    """The asset as the permission recorded it (its decimals are stored with it)."""
+    return Asset(permission.asset, permission.asset_decimals, permission.funding_source)

@@ -1,9 +1,8 @@
 """Read models of the dashboards: a wallet user's activity, a vendor's profile and key rotation, the operator's
 overview, time series and one permission's audit trail.
 
-Each service takes the pool, owns its SQL and returns frozen dataclasses with amounts in minor units and the
-asset's decimals beside them (the gateway formats them as exact decimal strings). Every query is read-only except
-the vendor's own key rotation, which goes through billing.vendor_keys.
+One service over the database owns this SQL and returns frozen dataclasses with amounts in minor units and the
+asset's decimals beside them (the gateway formats them as exact decimal strings). Every query here only reads.
 """
 
 from __future__ import annotations
@@ -12,10 +11,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-import asyncpg
-
-from billing.errors import InvalidRequest, NotFound
-from billing.vendor_keys import RotatedKey, VendorKey, list_keys, rotate_key
+from billing.permission_service import PermissionService, PermissionState
+from billing.unit_of_work import Database
+from billing.vendor_keys import VendorKey, list_keys
+from kernel.errors import InvalidRequest, NotFound
 
 MAX_TIMESERIES_DAYS = 90
 DEFAULT_LIST_LIMIT = 50
@@ -46,37 +45,13 @@ class LedgerLine:
 
 @dataclass(frozen=True, slots=True)
 class WalletActivity:
+    state: PermissionState
     open_sessions: tuple[OpenSessionLine, ...]
     ledger: tuple[LedgerLine, ...]  # newest first
 
 
 LEDGER_COLUMNS = "le.id, le.kind, le.amount, le.balance_after, le.session_id, le.memo, le.created_at"
-
-
-class WalletDashboard:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-
-    async def activity(self, permission_id: UUID, *, ledger_limit: int = 100) -> WalletActivity:
-        """The permission's open sessions (oldest first) and its latest ledger entries (newest first)."""
-        async with self.pool.acquire() as conn:
-            sessions = await conn.fetch(
-                """
-                SELECT s.id AS session_id, s.vendor_id, v.name AS vendor_name, s.started_at, s.rate_per_hour,
-                       s.charged_amount
-                  FROM sessions s JOIN vendors v ON v.id = s.vendor_id
-                 WHERE s.permission_id = $1 AND s.status = 'active'
-                 ORDER BY s.started_at, s.id
-                """,
-                permission_id,
-            )
-            ledger = await conn.fetch(
-                f"SELECT {LEDGER_COLUMNS} FROM ledger_entries le WHERE le.permission_id = $1 ORDER BY le.id DESC "
-                "LIMIT $2",
-                permission_id, ledger_limit,
-            )
-        return WalletActivity(tuple(OpenSessionLine(**dict(row)) for row in sessions),
-                              tuple(LedgerLine(**dict(row)) for row in ledger))
+WALLET_LEDGER_LINES = 100
 
 
 # --- a vendor's own account ------------------------------------------------------------------------------------
@@ -87,29 +62,6 @@ class VendorProfile:
     name: str
     webhook_url: str | None
     keys: tuple[VendorKey, ...]  # prefixes and dates only, newest first
-
-
-class VendorAccount:
-    """What a vendor may see and do about its own account with its own key."""
-
-    def __init__(self, pool: asyncpg.Pool, rotation_overlap_seconds: int) -> None:
-        self.pool = pool
-        self.rotation_overlap_seconds = rotation_overlap_seconds
-
-    async def profile(self, vendor_id: UUID) -> VendorProfile:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT name, webhook_url FROM vendors WHERE id = $1", vendor_id)
-            if row is None:
-                raise NotFound("no vendor with this id", code="vendor_not_found")
-            keys = await list_keys(conn, vendor_id)
-        return VendorProfile(vendor_id, row["name"], row["webhook_url"], tuple(keys))
-
-    async def rotate_key(self, vendor_id: UUID, overlap_seconds: int | None = None) -> RotatedKey:
-        """A new key (shown once); the vendor's current keys keep working for the overlap (the gateway's
-        VENDOR_KEY_ROTATION_OVERLAP_SECONDS unless given), so its servers can switch without an outage."""
-        overlap = self.rotation_overlap_seconds if overlap_seconds is None else overlap_seconds
-        async with self.pool.acquire() as conn:
-            return await rotate_key(conn, vendor_id, overlap)
 
 
 # --- the operator ----------------------------------------------------------------------------------------------
@@ -226,12 +178,45 @@ class AuditTrail:
     ledger: tuple[LedgerLine, ...]  # oldest first
 
 
-class OperatorDashboard:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+class DashboardService:
+    """What the wallet view and the vendor and operator dashboards read."""
 
-    async def overview(self, *, limit: int = DEFAULT_LIST_LIMIT) -> OperatorOverview:
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    def __init__(self, db: Database, permissions: PermissionService) -> None:
+        self.db = db
+        self.permissions = permissions
+
+    async def wallet(self, permission_id: UUID) -> WalletActivity:
+        """The permission's state, its open sessions (oldest first) and its latest ledger entries (newest first)."""
+        state = await self.permissions.state(permission_id)
+        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            sessions = await conn.fetch(
+                """
+                SELECT s.id AS session_id, s.vendor_id, v.name AS vendor_name, s.started_at, s.rate_per_hour,
+                       s.charged_amount
+                  FROM sessions s JOIN vendors v ON v.id = s.vendor_id
+                 WHERE s.permission_id = $1 AND s.status = 'active'
+                 ORDER BY s.started_at, s.id
+                """,
+                permission_id,
+            )
+            ledger = await conn.fetch(
+                f"SELECT {LEDGER_COLUMNS} FROM ledger_entries le WHERE le.permission_id = $1 ORDER BY le.id DESC "
+                "LIMIT $2",
+                permission_id, WALLET_LEDGER_LINES,
+            )
+        return WalletActivity(state, tuple(OpenSessionLine(**dict(row)) for row in sessions),
+                              tuple(LedgerLine(**dict(row)) for row in ledger))
+
+    async def vendor_account(self, vendor_id: UUID) -> VendorProfile:
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow("SELECT name, webhook_url FROM vendors WHERE id = $1", vendor_id)
+            if row is None:
+                raise NotFound("no vendor with this id", code="vendor_not_found")
+            keys = await list_keys(conn, vendor_id)
+        return VendorProfile(vendor_id, row["name"], row["webhook_url"], tuple(keys))
+
+    async def operator_overview(self, *, limit: int = DEFAULT_LIST_LIMIT) -> OperatorOverview:
+        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             counts = await conn.fetchrow(
                 """
                 SELECT (SELECT count(*) FROM sessions WHERE status = 'active') AS active_sessions,
@@ -281,12 +266,12 @@ class OperatorDashboard:
             jobs=tuple(JobLine(**dict(row)) for row in jobs),
         )
 
-    async def timeseries(self, days: int) -> OperatorTimeseries:
+    async def operator_timeseries(self, days: int) -> OperatorTimeseries:
         """Active sessions per hour and net revenue per vendor per UTC day, over the last `days` days (today
         included)."""
         if isinstance(days, bool) or not 1 <= days <= MAX_TIMESERIES_DAYS:
             raise InvalidRequest(f"days must be a whole number from 1 to {MAX_TIMESERIES_DAYS}", code="invalid_days")
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             hours = await conn.fetch(
                 """
                 WITH hours AS (
@@ -324,7 +309,7 @@ class OperatorDashboard:
                                   tuple(RevenuePoint(**dict(row)) for row in revenue))
 
     async def audit_trail(self, permission_id: UUID) -> AuditTrail:
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             permission = await conn.fetchrow(
                 "SELECT funding_source, asset, asset_decimals, status FROM permissions WHERE id = $1", permission_id)
             if permission is None:

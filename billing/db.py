@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from billing.errors import ServiceUnavailable
+from kernel.errors import ServiceUnavailable
 
 DATABASE_RETRY_AFTER_SECONDS = 2
 

@@ -13,8 +13,8 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import PayGoError
-from chains.base import FundingRequest, FundingSource
+from kernel.errors import PayGoError
+from kernel.funding import FundingRequest, FundingSource
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,6 @@ async def direct_charge_of_session(conn: asyncpg.Connection, session_id: UUID) -
     record = await conn.fetchrow(f"SELECT {DIRECT_CHARGE_COLUMNS} FROM direct_charges WHERE session_id = $1",
                                  session_id)
     return DirectCharge.from_record(record) if record else None
-
-
-async def direct_charges_of_permission(conn: asyncpg.Connection, permission_id: UUID) -> list[DirectCharge]:
-    records = await conn.fetch(
-        f"SELECT {DIRECT_CHARGE_COLUMNS} FROM direct_charges WHERE permission_id = $1 ORDER BY created_at",
-        permission_id,
-    )
-    return [DirectCharge.from_record(r) for r in records]
 
 
 async def allocate_direct_charge_addresses(

@@ -19,7 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from billing.vendor_webhooks import enqueue_direct_charge_paid
-from chains.base import Payment
+from kernel.funding import Payment, required_depth
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ async def apply_direct_charge_payments(
             UPDATE payments SET status = 'credited', credited_at = $3, updated_at = $3
              WHERE direct_charge_id = $1 AND status = 'seen' AND confirmations >= $2
             """,
-            direct_charge_id, max(min_confirmations, 1), now,
+            direct_charge_id, required_depth(min_confirmations), now,
         )
         settled = await conn.fetchrow(
             """

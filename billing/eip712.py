@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_keys.exceptions import BadSignature, ValidationError
 
-from billing.errors import InvalidRequest
+from kernel.errors import InvalidRequest
 
 DOMAIN_NAME = "PayGo"
 DOMAIN_VERSION = "1"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from billing.errors import Conflict, InvalidRequest
+from billing.unit_of_work import Database
+from kernel.errors import Conflict, InvalidRequest
 
 LEASE_SECONDS = 30
 MAX_KEY_LENGTH = 255
@@ -67,3 +68,22 @@ async def release(conn: asyncpg.Connection, scope: str, key: str) -> None:
     await conn.execute(
         "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL", scope, key
     )
+
+
+class IdempotencyService:
+    """Claims and answers of Idempotency-Keys, for the gateway's middleware."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, scope: str, key: str, request_hash: bytes) -> StoredAnswer | None:
+        async with self.db.connection() as conn:
+            return await claim(conn, scope, key, request_hash)
+
+    async def complete(self, scope: str, key: str, status_code: int, body: str) -> None:
+        async with self.db.connection() as conn:
+            await complete(conn, scope, key, status_code, body)
+
+    async def release(self, scope: str, key: str) -> None:
+        async with self.db.connection() as conn:
+            await release(conn, scope, key)

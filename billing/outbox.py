@@ -1,5 +1,5 @@
 """The outbox: messages (reminders, vendor webhooks) written in the transaction that decided to send them, and
-delivered later by the scheduler (scheduler/delivery.py).
+delivered later by the scheduler (billing/delivery.py).
 
 Each message exists once (`dedupe_key` is unique, so enqueueing twice or from two replicas is harmless). Delivery
 claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (`locked_until`) and counts the attempt at claim time,

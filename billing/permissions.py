@@ -17,9 +17,10 @@ from uuid import UUID
 
 import asyncpg
 
+from billing.charging import refresh_stop_instants
 from billing.ledger import EntryKind, post_entry
 from billing.vendor_webhooks import enqueue_payment_confirmed
-from chains.base import Payment
+from kernel.funding import Payment, deep_enough
 
 
 class PermissionStatus(StrEnum):
@@ -31,6 +32,26 @@ class PermissionStatus(StrEnum):
     CLOSED = "closed"
 
 
+class PaymentStatus(StrEnum):
+    """A payment's life: `seen` (not deep enough yet), `credited`, `late` (reached a permission that could no longer
+    take it: recorded and shown, never credited), `orphaned` (left the chain or the mempool before it counted)."""
+
+    SEEN = "seen"
+    CREDITED = "credited"
+    LATE = "late"
+    ORPHANED = "orphaned"
+
+    @classmethod
+    def unsettled(cls) -> frozenset[PaymentStatus]:
+        """Seen but not settled either way: re-checked on every pass."""
+        return frozenset({cls.SEEN, cls.ORPHANED})
+
+    @classmethod
+    def received(cls) -> frozenset[PaymentStatus]:
+        """Money that reached the permission's address and is still there."""
+        return frozenset({cls.SEEN, cls.CREDITED, cls.LATE})
+
+
 # States in which a confirmed payment is credited to the balance (top-ups revive an exhausted permission).
 CREDITABLE_STATES = frozenset({PermissionStatus.PENDING_PAYMENT, PermissionStatus.ACTIVE, PermissionStatus.EXHAUSTED})
 
@@ -40,6 +61,7 @@ class Permission:
     id: UUID
     funding_source: str
     asset: str
+    asset_decimals: int
     user_wallet_address: str
     approved_amount: int
     rate_per_hour: int
@@ -156,7 +178,7 @@ class PaymentRow:
     amount: int
     confirmations: int
     block_height: int | None
-    status: str
+    status: PaymentStatus
     first_seen_at: datetime
 
 
@@ -168,7 +190,18 @@ async def payments_of(conn: asyncpg.Connection, permission_id: UUID) -> list[Pay
         """,
         permission_id,
     )
-    return [PaymentRow(**dict(r)) for r in records]
+    return [PaymentRow(**{**dict(r), "status": PaymentStatus(r["status"])}) for r in records]
+
+
+async def payments_claimed_elsewhere(conn: asyncpg.Connection, funding_source: str, txids: Sequence[str],
+                                     permission_id: UUID) -> list[str]:
+    """The txids among `txids` that already fund another permission (one payment funds one permission)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT txid FROM payments WHERE funding_source = $1 AND txid = ANY($2::text[])"
+        " AND permission_id IS DISTINCT FROM $3 ORDER BY txid",
+        funding_source, list(txids), permission_id,
+    )
+    return [row["txid"] for row in rows]
 
 
 async def apply_payments(
@@ -214,13 +247,13 @@ async def apply_payments(
         credited: list[int] = []
         for row in known:
             key = (row["txid"], row["output_index"])
-            if row["status"] in ("seen", "orphaned") and key not in reported:
+            if row["status"] in PaymentStatus.unsettled() and key not in reported:
                 await conn.execute(
                     "UPDATE payments SET status = 'orphaned', confirmations = -1, updated_at = now() WHERE id = $1",
                     row["id"],
                 )
                 continue
-            if row["status"] != "seen" or row["confirmations"] < max(min_confirmations, 1):
+            if row["status"] != PaymentStatus.SEEN or not deep_enough(row["confirmations"], min_confirmations):
                 continue
             if not creditable:
                 await conn.execute("UPDATE payments SET status = 'late', updated_at = now() WHERE id = $1", row["id"])
@@ -241,6 +274,7 @@ async def apply_payments(
             """,
             permission.id,
         )
+        await refresh_stop_instants(conn, [permission.id])  # more money (or a revived permission) runs longer
         if credited:
             await enqueue_payment_confirmed(conn, credited)
         return await get_permission(conn, permission.id)  # type: ignore[return-value]

@@ -19,9 +19,9 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.cache import PermissionCache
-from billing.money import SECONDS_PER_HOUR, owed_for
 from billing.permissions import Permission, PermissionStatus
+from billing.unit_of_work import Database
+from kernel.money import SECONDS_PER_HOUR, owed_for
 
 EXPIRY_EVENT = "permission.expiring"
 LOW_BALANCE_EVENT = "permission.low_balance"
@@ -52,17 +52,12 @@ class OpenSession:
     uncovered_amount: int
 
 
-def expiry_kind(hours: int) -> str:
-    return f"expires_in_{hours}h"
-
-
-async def enqueue_due_reminders(pool: asyncpg.Pool, *, policy: ReminderPolicy, now: datetime,
-                                 cache: PermissionCache | None = None) -> int:
+async def enqueue_due_reminders(db: Database, *, policy: ReminderPolicy, now: datetime) -> int:
     """Queue every reminder due at `now`; returns how many were queued (0 when run again)."""
     leads = sorted(set(policy.lead_hours), reverse=True)
     next_leads = [*leads[1:], 0]
-    async with pool.acquire() as conn:
-        records = await conn.fetch(
+    async with db.transaction() as work:
+        records = await work.conn.fetch(
             r"""
             WITH wanted AS (
                 SELECT p.id, p.notify_url, p.asset, p.asset_decimals, p.balance, p.rate_per_hour, p.expires_at,
@@ -109,8 +104,7 @@ async def enqueue_due_reminders(pool: asyncpg.Pool, *, policy: ReminderPolicy, n
             """,
             now, leads, next_leads, policy.low_balance_percent, EXPIRY_EVENT, LOW_BALANCE_EVENT, LOW_BALANCE_KIND,
         )
-    if cache is not None:
-        await cache.invalidate(*{record["permission_id"] for record in records})
+        work.changed(permissions=[record["permission_id"] for record in records])  # views show their reminders
     return len(records)
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from billing.errors import InvalidRequest
-
+from kernel.assets import Asset
+from kernel.errors import InvalidRequest
 
 CURSOR_PREFETCH_ROWS = 500  # rows a server-side cursor fetches per round trip
 
@@ -63,6 +64,61 @@ class SessionCursor:
             raise InvalidRequest("cursor is not one this API gave out", code="invalid_cursor") from None
 
 
+@dataclass(frozen=True, slots=True)
+class VendorSessionRow:
+    """One of a vendor's sessions with its permission's asset and payer."""
+
+    session_id: UUID
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: int
+    asset: Asset
+    rate_per_hour: int
+    charged_amount: int
+    uncovered_amount: int
+    permission_id: UUID
+    user_wallet_address: str
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> VendorSessionRow:
+        values = {name: record[name] for name in _SESSION_ROW_FIELDS}
+        return cls(**values, asset=_asset(record))
+
+
+_SESSION_ROW_FIELDS = tuple(f.name for f in fields(VendorSessionRow) if f.name != "asset")
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeLine:
+    """A ledger entry of a session (amounts signed: a charge is negative)."""
+
+    id: int
+    kind: str
+    amount: int
+    memo: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    day: date | None
+    asset: Asset
+    charges: int
+    sessions: int
+    amount: int
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> SummaryRow:
+        return cls(day=record.get("day"), asset=_asset(record), charges=record["charges"],
+                   sessions=record["sessions"], amount=record["amount"])
+
+
+def _asset(record: asyncpg.Record) -> Asset:
+    """The asset as the permission recorded it (its decimals are stored with it)."""
+    return Asset(record["asset"], record["asset_decimals"], record["funding_source"])
+
+
 SESSION_COLUMNS = """
     s.id AS session_id, s.status, s.started_at, s.ended_at, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
     floor(extract(epoch FROM coalesce(s.ended_at, now()) - s.started_at))::bigint AS duration_seconds,
@@ -101,26 +157,27 @@ def _sessions_sql(vendor_id: UUID, filters: SessionFilters, after: SessionCursor
 
 
 async def sessions_page(conn: asyncpg.Connection, vendor_id: UUID, filters: SessionFilters,
-                        after: SessionCursor | None, limit: int) -> tuple[list[asyncpg.Record], SessionCursor | None]:
+                        after: SessionCursor | None, limit: int) -> tuple[list[VendorSessionRow], SessionCursor | None]:
     """Up to `limit` of the vendor's sessions after `after`, and the cursor of the next page (None on the last)."""
     sql, args = _sessions_sql(vendor_id, filters, after, limit + 1)
-    rows = await conn.fetch(sql, *args)
+    rows = [VendorSessionRow.from_record(record) for record in await conn.fetch(sql, *args)]
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], SessionCursor(last["started_at"], last["session_id"])
+    return rows[:limit], SessionCursor(last.started_at, last.session_id)
 
 
-def sessions_cursor(conn: asyncpg.Connection, vendor_id: UUID, filters: SessionFilters,
-                    after: SessionCursor | None = None) -> asyncpg.cursor.CursorFactory:
+async def sessions_stream(conn: asyncpg.Connection, vendor_id: UUID, filters: SessionFilters,
+                          after: SessionCursor | None = None) -> AsyncIterator[VendorSessionRow]:
     """Every matching session through a server-side cursor; iterate it inside a transaction."""
     sql, args = _sessions_sql(vendor_id, filters, after, None)
-    return conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
+    async for record in conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS):
+        yield VendorSessionRow.from_record(record)
 
 
-async def vendor_session(conn: asyncpg.Connection, vendor_id: UUID, session_id: UUID) -> asyncpg.Record | None:
+async def vendor_session(conn: asyncpg.Connection, vendor_id: UUID, session_id: UUID) -> VendorSessionRow | None:
     """The session if it is this vendor's; None otherwise (another vendor's session is not revealed)."""
-    return await conn.fetchrow(
+    record = await conn.fetchrow(
         f"""
         SELECT {SESSION_COLUMNS}
           FROM sessions s JOIN permissions p ON p.id = s.permission_id
@@ -128,11 +185,12 @@ async def vendor_session(conn: asyncpg.Connection, vendor_id: UUID, session_id: 
         """,
         session_id, vendor_id,
     )
+    return VendorSessionRow.from_record(record) if record else None
 
 
-async def session_charge_lines(conn: asyncpg.Connection, vendor_id: UUID, session_id: UUID) -> list[asyncpg.Record]:
+async def session_charge_lines(conn: asyncpg.Connection, vendor_id: UUID, session_id: UUID) -> list[ChargeLine]:
     """Every ledger entry of the vendor's session, oldest first (amounts signed: a charge is negative)."""
-    return await conn.fetch(
+    records = await conn.fetch(
         """
         SELECT le.id, le.kind, le.amount, le.memo, le.created_at
           FROM ledger_entries le JOIN sessions s ON s.id = le.session_id
@@ -141,6 +199,7 @@ async def session_charge_lines(conn: asyncpg.Connection, vendor_id: UUID, sessio
         """,
         session_id, vendor_id,
     )
+    return [ChargeLine(**dict(record)) for record in records]
 
 
 def _summary_sql(vendor_id: UUID, started_from: datetime | None, started_to: datetime | None,
@@ -168,18 +227,19 @@ def _summary_sql(vendor_id: UUID, started_from: datetime | None, started_to: dat
 
 
 async def charges_summary(conn: asyncpg.Connection, vendor_id: UUID, started_from: datetime | None,
-                          started_to: datetime | None, group_by: GroupBy) -> list[asyncpg.Record]:
+                          started_to: datetime | None, group_by: GroupBy) -> list[SummaryRow]:
     """What the vendor earned from session ledger entries made in [from, to), net (charges minus reversals),
-    per asset or per UTC day and asset: rows of (day?, asset, asset_decimals, funding_source, charges, sessions, amount)."""
+    per asset or per UTC day and asset."""
     sql, args = _summary_sql(vendor_id, started_from, started_to, group_by)
-    return await conn.fetch(sql, *args)
+    return [SummaryRow.from_record(record) for record in await conn.fetch(sql, *args)]
 
 
-def charges_summary_cursor(conn: asyncpg.Connection, vendor_id: UUID, started_from: datetime | None,
-                           started_to: datetime | None, group_by: GroupBy) -> asyncpg.cursor.CursorFactory:
+async def charges_summary_stream(conn: asyncpg.Connection, vendor_id: UUID, started_from: datetime | None,
+                                 started_to: datetime | None, group_by: GroupBy) -> AsyncIterator[SummaryRow]:
     """The rows of `charges_summary` through a server-side cursor; iterate it inside a transaction."""
     sql, args = _summary_sql(vendor_id, started_from, started_to, group_by)
-    return conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
+    async for record in conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS):
+        yield SummaryRow.from_record(record)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Streaming sessions: open against an active permission, charge what they owe, end exactly once.
 
-The charge rule (DESIGN.md) lives in billing/charging.py, shared by the billing tick and the final charge here.
+The charge rule (README, "Money rules") lives in billing/charging.py, shared by the billing tick and the final
+charge here.
 Locks are always taken permission first, then session, by every path (end, tick), so they cannot deadlock.
 """
 
@@ -13,10 +14,10 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from billing.charging import charge_sessions
-from billing.errors import Forbidden, NotFound, PaymentRequired
+from billing.charging import charge_sessions, refresh_stop_instants
 from billing.permissions import PERMISSION_COLUMNS, Permission, PermissionStatus, get_permission
 from billing.secrets import new_session_code, secret_hash
+from kernel.errors import Forbidden, NotFound, PaymentRequired
 
 
 class SessionStatus(StrEnum):
@@ -78,6 +79,7 @@ async def open_session(
             record = await _insert_session(conn, code, permission, vendor_id)
         except asyncpg.ForeignKeyViolationError:  # the only foreign key left to check is the vendor's
             raise NotFound("no vendor with this vendor_id is registered", code="vendor_not_found") from None
+        await refresh_stop_instants(conn, [permission_id])  # one more session: the money runs out sooner
         return OpenedSession(Session.from_record(record), code)
 
 
@@ -93,15 +95,9 @@ async def _insert_session(conn: asyncpg.Connection, code: str, permission: Permi
             ), started_event AS (  -- the vendor's webhook, if it has one, in this same transaction (outbox)
                 INSERT INTO outbox (kind, event_type, dedupe_key, vendor_id, target_url, payload)
                 SELECT 'vendor_webhook', 'session.started', 'session.started:' || o.id, o.vendor_id, v.webhook_url,
-                       webhook_event('session.started:' || o.id, 'session.started', o.started_at, jsonb_build_object(
-                           'session_id', o.id::text,
-                           'permission_id', o.permission_id::text,
-                           'vendor_id', o.vendor_id::text,
-                           'status', o.status,
-                           'funding_source', p.funding_source,
-                           'asset', p.asset,
-                           'rate_per_hour', to_major(o.rate_per_hour, p.asset_decimals)::text,
-                           'started_at', webhook_time(o.started_at)))
+                       webhook_event('session.started:' || o.id, 'session.started', o.started_at, session_event_data(
+                           o.id, o.permission_id, o.vendor_id, o.status, p.funding_source, p.asset,
+                           p.asset_decimals, o.rate_per_hour, o.started_at))
                   FROM opened o
                   JOIN vendors v ON v.id = o.vendor_id
                   JOIN permissions p ON p.id = o.permission_id

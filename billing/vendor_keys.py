@@ -14,9 +14,9 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import InvalidRequest, NotFound
 from billing.secrets import secret_hash
 from billing.vendors import add_key
+from kernel.errors import InvalidRequest, NotFound
 
 MAX_OVERLAP_SECONDS = 30 * 86400
 

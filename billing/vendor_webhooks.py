@@ -2,7 +2,7 @@
 
 Events are outbox rows (billing/outbox.py) of kind `vendor_webhook`, written in the very transaction that makes
 them true, only for vendors with a `webhook_url`, and delivered, signed with the vendor's derived secret, by the
-scheduler's delivery job (scheduler/delivery.py) like every other outbox message:
+scheduler's delivery job (billing/delivery.py) like every other outbox message:
 
 - `session.started`: billing/sessions.py `open_session`, to the session's vendor.
 - `session.ended`: billing/charging.py (the charging statement), when a session leaves `active` (ended, exhausted,
@@ -38,7 +38,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import Conflict, NotFound
+from kernel.errors import Conflict, NotFound
 
 VENDOR_WEBHOOK_KIND = "vendor_webhook"
 VENDOR_EVENTS = ("session.started", "session.ended", "permission.exhausted", "payment.confirmed",

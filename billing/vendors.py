@@ -7,8 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.errors import InvalidRequest
 from billing.secrets import VENDOR_KEY_PREFIX, new_vendor_key, secret_hash
+from kernel.errors import InvalidRequest
 
 MAX_VENDOR_NAME_LENGTH = 200
 MAX_GRACE_SECONDS = 86400

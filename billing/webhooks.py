@@ -16,7 +16,7 @@ import hmac
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from billing.errors import InvalidRequest
+from kernel.errors import InvalidRequest
 
 SIGNATURE_HEADER = "PayGo-Signature"
 SECRET_PREFIX = "whsec_"

@@ -1,1 +1,1 @@
-"""Funding sources: one adapter per chain (or card processor) behind the protocol in chains/base.py."""
+"""Funding sources: one adapter per chain (or card processor) behind the protocol in kernel/funding.py."""

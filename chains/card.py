@@ -12,27 +12,44 @@ A card user is identified by an email address (normalised to lower case), stored
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import stripe
 
-from billing.assets import USD
-from billing.errors import InvalidAddress, InvalidAmount, InvalidRequest, ServiceUnavailable
-from billing.money import format_amount
-from chains.base import FundingInstructions, FundingRequest, Payment, PaymentTarget, SourceStatus
+from kernel.assets import USD
+from kernel.errors import (
+    InvalidAddress,
+    InvalidAmount,
+    InvalidEvent,
+    InvalidRequest,
+    InvalidSignature,
+    ServiceUnavailable,
+)
+from kernel.funding import (
+    FundingInstructions,
+    FundingRequest,
+    Payment,
+    PaymentTarget,
+    RefundReceipt,
+    SourceStatus,
+)
+from kernel.money import format_amount
 
 # The API version whose object shapes this adapter (and regtest/stripe_api.py) reads; stripe 16's own version.
 STRIPE_API_VERSION = "2026-10-28.endive"
 STRIPE_CURRENCY = "usd"
+SIGNATURE_HEADER = "Stripe-Signature"
 CHECKOUT_PRODUCT_NAME = "PayGo streaming credit"
 MAX_EMAIL_LENGTH = 254
 MAX_URL_LENGTH = 2048
-_EMAIL = re.compile(r"[^@\s\"<>(),;:\\\[\]]{1,64}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+_EMAIL = re.compile(r"[^@\s\"<>(),;:\\\[\]]{1,64}"  # the local part
+                    r"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
 
 
 def checkout_idempotency_key(reference: str) -> str:
@@ -69,13 +86,6 @@ def payment_from_session(session: Mapping[str, Any]) -> Payment | None:
                    confirmations=1)
 
 
-@dataclass(frozen=True, slots=True)
-class CardRefund:
-    stripe_refund_id: str
-    status: str  # Stripe's: pending, requires_action, succeeded, failed, canceled
-    amount_units: int
-
-
 class CardFundingSource:
     """Stripe as a funding source. Amounts are USD cents; a checkout outside [minimum, maximum] is refused."""
 
@@ -86,6 +96,8 @@ class CardFundingSource:
         self,
         secret_key: str,
         *,
+        webhook_secret: str,
+        webhook_tolerance_seconds: int,
         api_base: str | None,
         timeout_seconds: float,
         min_amount_units: int,
@@ -95,6 +107,8 @@ class CardFundingSource:
         max_network_retries: int = 1,
     ) -> None:
         self.min_amount_units = min_amount_units
+        self._webhook_secret = webhook_secret
+        self._webhook_tolerance_seconds = webhook_tolerance_seconds
         self.max_amount_units = max_amount_units
         self.success_url = success_url
         self.cancel_url = cancel_url
@@ -122,7 +136,7 @@ class CardFundingSource:
             raise InvalidRequest("success_url is required (or set STRIPE_SUCCESS_URL on the gateway)",
                                  code="invalid_url")
         metadata = {"permission_id": request.reference}
-        params: dict[str, Any] = {
+        params: Any = {  # stripe.checkout.SessionCreateParams
             "mode": "payment",
             "line_items": [{
                 "quantity": 1,
@@ -150,12 +164,35 @@ class CardFundingSource:
             found[target.key] = [payment] if payment else []
         return found
 
-    async def refund(self, payment_intent: str, amount_units: int, reference: str) -> CardRefund:
-        """Give `amount_units` of the payment back to the card; the same `reference` never refunds twice."""
+    async def refund(self, payment_txid: str, amount_units: int, reference: str) -> RefundReceipt:
+        """Give `amount_units` of the payment (a PaymentIntent) back to the card; the same `reference` never
+        refunds twice."""
         refund = await self._call(self._client.v1.refunds.create_async(
-            {"payment_intent": payment_intent, "amount": amount_units, "metadata": {"reference": reference}},
+            {"payment_intent": payment_txid, "amount": amount_units, "metadata": {"reference": reference}},
             options={"idempotency_key": refund_idempotency_key(reference)}))
-        return CardRefund(stripe_refund_id=refund["id"], status=refund["status"], amount_units=refund["amount"])
+        return RefundReceipt(refund_id=refund["id"], status=refund["status"], amount_units=refund["amount"])
+
+    def verified_event(self, payload: bytes, signature_header: str) -> dict[str, Any]:
+        """Stripe's event, verified on the raw body (HMAC-SHA256 and timestamp tolerance, as Stripe signs it)
+        before anything is parsed; then parsed with `parse_float=Decimal` (which is why `verify_header` is used
+        rather than `construct_event`, which would parse floats)."""
+        if not signature_header.isascii():  # stripe compares with hmac.compare_digest, which raises on non-ASCII
+            raise InvalidSignature(f"the {SIGNATURE_HEADER} header is not ASCII")
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature_header, self._webhook_secret,
+                                                  self._webhook_tolerance_seconds)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            raise InvalidSignature(f"the {SIGNATURE_HEADER} header does not sign this body (or is too old)") from None
+        try:
+            event = json.loads(payload, parse_float=Decimal)
+        except ValueError:
+            raise InvalidEvent("the body is not JSON") from None
+        if not isinstance(event, dict):
+            raise InvalidEvent("the body is not a Stripe event")
+        return event
+
+    def payment_of_checkout(self, checkout: Mapping[str, Any]) -> Payment | None:
+        return payment_from_session(checkout)
 
     async def status(self) -> SourceStatus:
         try:

@@ -1,5 +1,5 @@
 """The Ethereum funding source: ETH and ERC-20 payments to the gateway's service address, checked transaction by
-transaction on a node through web3.py's AsyncWeb3 (shared/reference/zcash-ethereum-rpc.md §5-6).
+transaction on a node through web3.py's AsyncWeb3.
 
 Every permission is paid to the same service address, so a payment is found from the transaction hashes the user
 (or billing, for payments it already knows) names in `PaymentTarget.hints`. A transaction pays a target when its
@@ -24,15 +24,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from eth_utils import is_hex_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
-from web3.types import TxReceipt
+from web3.types import TxData, TxReceipt
 
-from billing.assets import Asset
-from billing.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
-from chains.base import FundingInstructions, FundingRequest, Payment, PaymentTarget, SourceStatus
+from kernel.assets import Asset
+from kernel.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
+from kernel.funding import (
+    FundingInstructions,
+    FundingRequest,
+    Payment,
+    PaymentTarget,
+    SourceStatus,
+    WalletBalance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +139,9 @@ class EthereumFundingSource:
     def validate_address(self, address: str) -> str:
         return normalise_address(address, "user_wallet_address")
 
+    def normalise_transaction_id(self, txid: str) -> str:
+        return normalise_tx_hash(txid)
+
     def asset_contract(self, asset: str) -> str:
         """The contract of a token asset, or the zero address for ETH (as the signed authorization names it)."""
         return self.tokens[asset].contract if asset in self.tokens else ZERO_ADDRESS
@@ -191,20 +202,22 @@ class EthereumFundingSource:
 
     # --- balance -----------------------------------------------------------------------------------------------
 
-    async def balance(self, address: str, asset: str) -> tuple[int, int]:
-        """(balance in minor units, block number it was read at) of `asset` held by `address`."""
+    async def wallet_balance(self, address: str, asset: str) -> WalletBalance:
+        """The balance of `asset` (minor units) held by `address`, with the block number it was read at."""
         wallet = normalise_address(address)
         await self._check_chain()
         try:
             block_number = await self._w3.eth.block_number
             if asset in self.tokens:
-                token = self._w3.eth.contract(address=self.tokens[asset].contract, abi=BALANCE_OF_ABI)
+                token = self._w3.eth.contract(address=ChecksumAddress(HexAddress(HexStr(self.tokens[asset].contract))),
+                                              abi=BALANCE_OF_ABI)
                 units = await token.functions.balanceOf(wallet).call(block_identifier=block_number)
             else:
-                units = await self._w3.eth.get_balance(wallet, block_identifier=block_number)
+                units = await self._w3.eth.get_balance(ChecksumAddress(HexAddress(HexStr(wallet))),
+                                                       block_identifier=block_number)
         except NODE_FAILURES as error:
             raise _unavailable("reading a balance", error) from error
-        return int(units), block_number
+        return WalletBalance(units=int(units), block_number=block_number)
 
     # --- internals -----------------------------------------------------------------------------------------
 
@@ -233,13 +246,13 @@ class EthereumFundingSource:
     async def _mined_transaction(self, tx_hash: str) -> tuple[Any, TxReceipt] | None:
         """The transaction and its receipt if it is mined in a block that is still canonical, else None."""
         try:
-            receipt = await self._w3.eth.get_transaction_receipt(tx_hash)
+            receipt = await self._w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
         if receipt["blockNumber"] is None:
             return None
         try:
-            transaction = await self._w3.eth.get_transaction(tx_hash)
+            transaction = await self._w3.eth.get_transaction(HexStr(tx_hash))
             canonical = await self._w3.eth.get_block(receipt["blockNumber"])
         except (TransactionNotFound, BlockNotFound):
             return None
@@ -258,7 +271,7 @@ class EthereumFundingSource:
         if self.tokens:
             logs = await self._w3.eth.get_logs({
                 "fromBlock": start, "toBlock": chain.tip,
-                "address": [token.contract for token in self.tokens.values()],
+                "address": [ChecksumAddress(HexAddress(HexStr(token.contract))) for token in self.tokens.values()],
                 "topics": [TRANSFER_TOPIC, None, "0x" + "00" * 12 + self.service_address[2:].lower()],
             })
             for log in logs:
@@ -269,8 +282,9 @@ class EthereumFundingSource:
                   if n not in self._sends_by_block or n > chain.tip - RESCAN_BLOCKS]
         blocks = await asyncio.gather(*(self._w3.eth.get_block(n, full_transactions=True) for n in wanted))
         for number, block in zip(wanted, blocks, strict=True):
+            full: list[TxData] = [tx for tx in block["transactions"] if not isinstance(tx, bytes)]
             self._sends_by_block[number] = [
-                (tx["from"], tx["hash"].to_0x_hex()) for tx in block["transactions"] if tx["to"] == self.service_address
+                (tx["from"], tx["hash"].to_0x_hex()) for tx in full if tx["to"] == self.service_address
             ]
         for number in [n for n in self._sends_by_block if n < start]:
             del self._sends_by_block[number]

@@ -1,7 +1,7 @@
 """The Zcash funding source: per-payment shielded addresses from a zcashd or Zallet wallet, payments read back by
 address with their confirmations.
 
-Two deployments are supported (shared/reference/zcash-ethereum-rpc.md §1-2):
+Two deployments are supported (see zcash.conf.example and the README):
 - zcashd (or a zcashd wallet sidecar behind zebrad): one RPC endpoint for wallet and chain; payments are read per
   address with `z_listreceivedbyaddress`;
 - Zallet with zebrad: wallet calls go to Zallet (accounts are UUIDs; no `z_listreceivedbyaddress`), chain calls to
@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from billing.errors import InvalidAddress, ServiceUnavailable
-from chains.base import FundingInstructions, FundingRequest, Payment, PaymentTarget, SourceStatus
 from chains.jsonrpc import JsonRpcClient, RpcAuthError, RpcError, RpcFailure, RpcUnavailable
 from chains.zcash_address import (
     ZcashAddress,
@@ -32,6 +30,15 @@ from chains.zcash_address import (
     encode_sapling,
     encode_unified,
     validate_address,
+)
+from kernel.errors import InvalidAddress, ServiceUnavailable
+from kernel.funding import (
+    FundingInstructions,
+    FundingRequest,
+    Payment,
+    PaymentTarget,
+    SourceStatus,
+    WalletBalance,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,22 +156,24 @@ class ZcashFundingSource:
 
     # --- balance -----------------------------------------------------------------------------------------------
 
-    async def transparent_balance(self, address: str) -> int | None:
+    async def wallet_balance(self, address: str, asset: str) -> WalletBalance:
         """Confirmed zatoshis on the address's transparent receiver, from the chain node's address index (0 for
-        a shielded-only address). None when the node says its address index is disabled (zcashd without
+        a shielded-only address); a shielded or unified address also holds funds only its viewing key can see
+        (`hidden`). `units` is None when the node says its address index is disabled (zcashd without
         -insightexplorer)."""
-        transparent = validate_address(address.strip(), self.network).transparent_receiver()
+        decoded = validate_address(address.strip(), self.network)
+        transparent = decoded.transparent_receiver()
         if transparent is None:
-            return 0
+            return WalletBalance(units=0, hidden=decoded.is_shielded)
         try:
             result = await self._node.call("getaddressbalance", {"addresses": [transparent]})
         except RpcError as error:
             if error.code == -1 and "disabled" in error.message:
-                return None
+                return WalletBalance(units=None, hidden=decoded.is_shielded)
             raise _service_error("getaddressbalance", error) from error
         except RpcFailure as error:
             raise _service_error("getaddressbalance", error) from error
-        return _zat(result, "balance")
+        return WalletBalance(units=_zat(result, "balance"), hidden=decoded.is_shielded)
 
     # --- internals -----------------------------------------------------------------------------------------
 

@@ -17,15 +17,16 @@ accepted on REGTEST too.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 import base58
 
-from billing.errors import InvalidAddress
+from kernel.errors import InvalidAddress
 
 
-class ZcashNetwork(str, Enum):
+class ZcashNetwork(StrEnum):
     """A Zcash network, named as `getblockchaininfo` reports it in `chain`."""
 
     MAIN = "main"
@@ -311,7 +312,7 @@ def _receiver_typecode(name: str) -> int:
 def _check_unified_items(items: list[tuple[int, bytes]]) -> None:
     """Apply ZIP 316's rules to (typecode, data) items in encoding order."""
     typecodes = [typecode for typecode, _ in items]
-    for earlier, later in zip(typecodes, typecodes[1:]):
+    for earlier, later in itertools.pairwise(typecodes):
         if later == earlier:
             raise InvalidAddress(f"invalid unified address: typecode {later} appears twice")
         if later < earlier:
@@ -321,7 +322,7 @@ def _check_unified_items(items: list[tuple[int, bytes]]) -> None:
         raise InvalidAddress("invalid unified address: it has both a p2pkh and a p2sh receiver")
     if all(name in _TRANSPARENT_KINDS for name in names):  # unknown typecodes count as shielded, as in ZIP 316
         raise InvalidAddress("invalid unified address: it has no shielded receiver (only transparent ones)")
-    for name, (_, data) in zip(names, items):
+    for name, (_, data) in zip(names, items, strict=True):
         expected = _RECEIVER_LENGTHS.get(name)
         if expected is not None and len(data) != expected:
             raise InvalidAddress(

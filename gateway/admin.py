@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.auth import require_operator
 from gateway.http import json_response, read_body
-from gateway.keys import BILLING
+from gateway.keys import SERVICES
 from gateway.models import CreateVendorRequest, VendorCreatedView
 from gateway.openapi import Auth, Operation, describe
 
@@ -16,7 +16,7 @@ from gateway.openapi import Auth, Operation, describe
 async def create_vendor(request: web.Request) -> web.Response:
     require_operator(request)
     body = await read_body(request, CreateVendorRequest)
-    vendor = await request.app[BILLING].create_vendor(body.name, body.direct_charge_grace_seconds)
+    vendor = await request.app[SERVICES].vendors.create(body.name, body.direct_charge_grace_seconds)
     return json_response(VendorCreatedView(vendor_id=str(vendor.vendor_id), name=vendor.name,
                                            api_key=vendor.api_key), status=201)
 

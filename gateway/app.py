@@ -1,4 +1,7 @@
-"""The aiohttp application: routes, middlewares, and the runtime opened and closed with the app."""
+"""The aiohttp application: routes, middlewares, and the runtime (paygo.wiring) opened and closed with the app.
+
+The app serves HTTP only: it starts no job. `paygo serve` runs the scheduler beside it (paygo.cli).
+"""
 
 from __future__ import annotations
 
@@ -18,19 +21,18 @@ from gateway import (
     observability,
     openapi,
     pages,
+    permissions,
     sessions,
     vendor,
     vendor_keys,
     vendor_webhooks,
 )
 from gateway.http import error_middleware, idempotency_middleware, request_id_middleware, unstorable_text_middleware
-from gateway.keys import ADMIN_KEY_HASH, BILLING, POOL, REDIS, SETTINGS
+from gateway.keys import ADMIN_KEY_HASH, REDIS, SERVICES, SETTINGS
 from gateway.observability import METRICS, observability_middleware
-from gateway.permissions import permission_routes, zcash_balance
 from paygo.metrics import Metrics
 from paygo.settings import Settings
 from paygo.wiring import open_runtime
-from scheduler.runner import running_scheduler
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -43,7 +45,7 @@ def create_app(settings: Settings) -> web.Application:
             observability_middleware,  # latency and the access log, by route template, with the request id
             error_middleware,  # maps failures of the idempotency layer itself
             unstorable_text_middleware,  # `%00` in a path or query: 422 before any handler
-            idempotency_middleware(lambda request: request.app.get(POOL)),
+            idempotency_middleware,
             error_middleware,  # turns handler errors into answers the idempotency layer can store
         ],
     )
@@ -52,10 +54,9 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_KEY_HASH] = secret_hash(settings.admin_api_key) if settings.admin_api_key else None
     app.cleanup_ctx.append(_runtime)
     app.cleanup_ctx.append(events.session_event_hub)  # after the runtime: closes first
-    app.cleanup_ctx.append(faces.services)  # the pages' services, over the runtime
     faces.setup_templates(app)
-    app.add_routes(permission_routes("zcash"))
-    app.add_routes([web.get("/api/v1/zcash/balance/{address}", zcash_balance)])
+    app.add_routes(permissions.routes("zcash"))
+    app.add_routes(permissions.zcash_routes)
     app.add_routes(ethereum.routes())
     app.add_routes(card.routes())
     app.add_routes(sessions.routes)
@@ -75,11 +76,6 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     async with open_runtime(app[SETTINGS]) as runtime:
-        app[POOL] = runtime.pool
+        app[SERVICES] = runtime.services
         app[REDIS] = runtime.redis
-        app[BILLING] = runtime.billing
-        if runtime.settings.scheduler.enabled:
-            async with running_scheduler(runtime, app[METRICS]):
-                yield
-        else:
-            yield
+        yield

@@ -11,10 +11,10 @@ from uuid import UUID
 
 from aiohttp import web
 
-from billing.errors import Forbidden, Unauthorized
-from billing.secrets import secret_hash
 from billing.permissions import TokenHolder
-from gateway.keys import ADMIN_KEY_HASH, BILLING
+from billing.secrets import secret_hash
+from gateway.keys import ADMIN_KEY_HASH, SERVICES
+from kernel.errors import Forbidden, NotFound, Unauthorized
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -48,7 +48,7 @@ async def token_holder(request: web.Request) -> TokenHolder:
     if token is None:
         raise Unauthorized("send the permission token as `Authorization: Bearer <permission_token>`",
                            code="missing_token")
-    holder = await request.app[BILLING].holder_of_token(token)
+    holder = await request.app[SERVICES].permissions.holder_of_token(token)
     if holder is None:
         raise Unauthorized("the permission token is not valid", code="invalid_token")
     return holder
@@ -70,7 +70,15 @@ async def require_vendor(request: web.Request) -> UUID:
     key = request.headers.get(API_KEY_HEADER)
     if not key:
         raise Unauthorized("send the vendor API key in X-API-Key", code="missing_api_key")
-    vendor_id = await request.app[BILLING].vendor_for_key(key)
+    vendor_id = await request.app[SERVICES].vendors.vendor_for_key(key)
     if vendor_id is None:
         raise Unauthorized("the X-API-Key is not a valid vendor key", code="invalid_api_key")
     return vendor_id
+
+
+def parse_uuid(raw: str, what: str) -> UUID:
+    """An id from the path; a malformed one answers 404 as an unknown one would."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound(f"no {what} with id {raw!r}", code=f"{what}_not_found") from None

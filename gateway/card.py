@@ -8,31 +8,24 @@ anything is parsed; a bad or missing signature is a 400 and writes nothing.
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any
+from dataclasses import replace
 
-import stripe
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing.card import InvalidEvent, card_details, process_event, refund_unused
-from billing.errors import PayGoError, ServiceUnavailable
-from billing.money import format_amount
-from billing.service import PermissionState
-from chains.card import CardFundingSource
-from gateway.auth import require_permission_access
+from billing.permission_service import PermissionRequest
+from billing.sources import NOT_CONFIGURED_RETRY_AFTER_SECONDS
+from gateway.auth import parse_uuid, require_permission_access
 from gateway.http import Handler, json_response
-from gateway.keys import BILLING, SETTINGS
-from gateway.models import AmountString, CreatePermissionRequest
+from gateway.keys import SERVICES, SETTINGS
+from gateway.models import AmountString, CardPermissionFields, CreatePermissionRequest
 from gateway.openapi import Auth, Operation, Parameter, describe
-from gateway.permissions import parse_uuid, permission_routes
-from gateway.views import iso
+from gateway.permissions import routes as permission_routes
+from kernel.errors import ServiceUnavailable
+from kernel.money import format_amount
 
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 SIGNATURE_HEADER = "Stripe-Signature"
-NOT_CONFIGURED_RETRY_AFTER_SECONDS = 3600
 
 
 class CreateCardPermissionRequest(CreatePermissionRequest):
@@ -45,16 +38,10 @@ class CreateCardPermissionRequest(CreatePermissionRequest):
     success_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a payer")
     cancel_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a quitter")
 
-
-class CardPermissionFields(BaseModel):
-    """What every answer about a card permission adds to the permission view."""
-
-    checkout_url: str | None = Field(description="Stripe Checkout page where the buyer pays")
-    unfunded_reason: str | None
-    refunded_amount: AmountString
-    debt_amount: AmountString
-    disputed_at: str | None
-    refund_status: str | None
+    def permission_request(self, funding_source: str, default_asset: str) -> PermissionRequest:
+        urls = {name: url for name, url in (("success_url", self.success_url), ("cancel_url", self.cancel_url))
+                if url}
+        return replace(super().permission_request(funding_source, default_asset), funding_extra=urls)
 
 
 class StripeWebhookAnswer(BaseModel):
@@ -72,13 +59,8 @@ class RefundView(BaseModel):
     stripe_status: str | None
 
 
-class InvalidSignature(PayGoError):
-    code = "invalid_signature"
-
-
 def routes() -> list[web.RouteDef]:
-    family = permission_routes("card", create_body=CreateCardPermissionRequest, funding_extra=_funding_extra,
-                               extra_fields=_card_fields, extra_fields_view=CardPermissionFields)
+    family = permission_routes("card", create_body=CreateCardPermissionRequest, extra_view=CardPermissionFields)
     own = [web.post(WEBHOOK_PATH, stripe_webhook), web.post("/api/v1/card/permissions/{id}/refund", refund)]
     return [web.route(route.method, route.path, _configured_only(route.handler), **route.kwargs)
             for route in [*family, *own]]
@@ -96,25 +78,6 @@ def _configured_only(handler: Handler) -> Handler:
     return guarded
 
 
-def _funding_extra(body: CreateCardPermissionRequest) -> dict[str, str]:
-    return {name: url for name, url in (("success_url", body.success_url), ("cancel_url", body.cancel_url)) if url}
-
-
-async def _card_fields(request: web.Request, state: PermissionState) -> dict[str, Any]:
-    billing = request.app[BILLING]
-    async with billing.pool.acquire() as conn:
-        details = await card_details(conn, state.permission.id)
-    asset = billing.assets[state.permission.asset]
-    return {
-        "checkout_url": state.permission.checkout_url,
-        "unfunded_reason": details.unfunded_reason,
-        "refunded_amount": format_amount(details.refunded_amount, asset),
-        "debt_amount": format_amount(details.debt_amount, asset),
-        "disputed_at": iso(details.disputed_at),
-        "refund_status": details.refund_status,
-    }
-
-
 @describe(Operation(
     summary="Stripe's webhook: checkout, refund and dispute events", tag="card",
     body={"type": "object", "examples": [{
@@ -130,28 +93,8 @@ async def _card_fields(request: web.Request, state: PermissionState) -> dict[str
 async def stripe_webhook(request: web.Request) -> web.Response:
     """Stripe's events, verified on the raw body; each event id is applied once (a repeat answers 200 too, so
     Stripe stops resending it)."""
-    settings = request.app[SETTINGS].card
-    assert settings is not None  # _configured_only
-    payload = await request.read()
-    signature = request.headers.get(SIGNATURE_HEADER, "")
-    if not signature.isascii():  # stripe compares with hmac.compare_digest, which raises on non-ASCII text
-        raise InvalidSignature(f"the {SIGNATURE_HEADER} header is not ASCII")
-    try:
-        stripe.WebhookSignature.verify_header(payload, signature,
-                                              settings.webhook_secret, settings.webhook_tolerance_seconds)
-    except (stripe.SignatureVerificationError, UnicodeDecodeError):
-        raise InvalidSignature(f"the {SIGNATURE_HEADER} header does not sign this body (or is too old)") from None
-    try:
-        event = json.loads(payload, parse_float=Decimal)
-    except ValueError:
-        raise InvalidEvent("the body is not JSON") from None
-    if not isinstance(event, Mapping):
-        raise InvalidEvent("the body is not a Stripe event")
-    billing = request.app[BILLING]
-    async with billing.pool.acquire() as conn:
-        result = await process_event(conn, event)
-    if result.permission_id is not None:
-        await billing.cache.invalidate(result.permission_id)
+    result = await request.app[SERVICES].card.handle_webhook(await request.read(),
+                                                             request.headers.get(SIGNATURE_HEADER, ""))
     return json_response({"received": True, "outcome": str(result.outcome)})
 
 
@@ -161,17 +104,12 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     path_parameters={"id": "The permission's id"}))
 async def refund(request: web.Request) -> web.Response:
     """Refund the unused balance to the card and close the permission (the permission's token or the operator)."""
-    billing = request.app[BILLING]
     permission_id = parse_uuid(request.match_info["id"], "permission")
     await require_permission_access(request, permission_id)
-    source = billing.source("card")
-    assert isinstance(source, CardFundingSource)
-    try:
-        record = await refund_unused(billing.pool, source, permission_id)
-    finally:
-        await billing.cache.invalidate(permission_id)  # the balance may have moved even if Stripe did not answer
-    state = await billing.permission_state(permission_id)
-    asset = billing.assets[state.permission.asset]
+    services = request.app[SERVICES]
+    record = await services.card.refund_unused(permission_id)
+    state = await services.permissions.state(permission_id)
+    asset = state.asset
     return json_response({
         "permission_id": str(permission_id),
         "status": state.permission.status_at(state.now),

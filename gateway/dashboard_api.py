@@ -9,12 +9,9 @@ from datetime import datetime
 
 from aiohttp import web
 
-from billing.assets import Asset
 from billing.checkout import CheckoutPhase, CheckoutState
 from billing.dashboards import MAX_TIMESERIES_DAYS, LedgerLine
-from billing.errors import InvalidRequest
-from billing.money import format_amount, format_hours, hours_for
-from gateway.auth import require_operator, require_vendor, token_holder
+from gateway.auth import parse_uuid, require_operator, require_vendor, token_holder
 from gateway.dashboard_models import (
     ActiveSessionsPointView,
     AuditTrailView,
@@ -33,13 +30,16 @@ from gateway.dashboard_models import (
     VendorAccountView,
     WalletView,
 )
-from gateway.faces import CHECKOUT, OPERATOR, VENDOR_ACCOUNT, WALLET, checkout_links, qr_path
+from gateway.faces import checkout_url, qr_path
 from gateway.http import json_response, read_body
-from gateway.keys import BILLING
+from gateway.keys import SERVICES
+from gateway.models import PermissionView
 from gateway.openapi import Auth, Operation, Parameter, describe
-from gateway.permissions import parse_uuid
 from gateway.vendor_models import RotatedVendorKeyView, RotateVendorKeyRequest, VendorKeyView
-from gateway.views import iso, permission_view
+from gateway.views import iso, permission_answer
+from kernel.assets import Asset
+from kernel.errors import InvalidRequest
+from kernel.money import format_amount, format_hours, hours_for
 
 DEFAULT_TIMESERIES_DAYS = 7
 AWAITING_PHASES = frozenset({CheckoutPhase.WAITING, CheckoutPhase.SEEN, CheckoutPhase.CONFIRMING,
@@ -107,7 +107,7 @@ def checkout_view(state: CheckoutState) -> CheckoutView:
                 "partial, expired. The payment watcher updates payments every few seconds."))
 async def show_checkout(request: web.Request) -> web.Response:
     permission_id = parse_uuid(request.match_info["permission_id"], "permission")
-    return json_response(checkout_view(await request.app[CHECKOUT].state(permission_id)))
+    return json_response(checkout_view(await request.app[SERVICES].checkout.state(permission_id)))
 
 
 # --- the wallet view (permission token) ------------------------------------------------------------------------
@@ -116,22 +116,18 @@ async def show_checkout(request: web.Request) -> web.Response:
     summary="The token's permission with its open sessions and latest balance changes (the wallet page)",
     tag="wallet", auth=(Auth.PERMISSION_TOKEN,), response=WalletView, errors=(404,)))
 async def show_wallet(request: web.Request) -> web.Response:
-    billing = request.app[BILLING]
     holder = await token_holder(request)
-    state = await billing.permission_state(holder.permission_id)
-    activity = await request.app[WALLET].activity(holder.permission_id)
-    asset = billing.assets[state.permission.asset]
-    view = permission_view(state, asset, billing.min_confirmations.get(holder.funding_source, 1))
-    view = view.model_copy(update=checkout_links(request, state))
-    payment = request.app[CHECKOUT].payment_request(state.permission, state.payments, state.now)
+    wallet = await request.app[SERVICES].dashboards.wallet(holder.permission_id)
+    state, asset = wallet.state, wallet.state.asset
+    payment = state.payment_request
     return json_response(WalletView(
-        permission=view,
+        permission=PermissionView.model_validate(permission_answer(state, checkout_url(request, holder.permission_id))),
         open_sessions=[OpenSessionView(session_id=str(s.session_id), vendor_id=str(s.vendor_id),
                                        vendor_name=s.vendor_name, started_at=iso(s.started_at),
                                        rate_per_hour=format_amount(s.rate_per_hour, asset),
                                        charged_amount=format_amount(s.charged_amount, asset))
-                       for s in activity.open_sessions],
-        ledger=[_ledger_view(line, asset) for line in activity.ledger],
+                       for s in wallet.open_sessions],
+        ledger=[_ledger_view(line, asset) for line in wallet.ledger],
         payment_qr_url=(qr_path(holder.permission_id,
                                 format_amount(payment.amount, asset) if payment.amount is not None else None)
                         if payment is not None else None),
@@ -145,7 +141,7 @@ async def show_wallet(request: web.Request) -> web.Response:
                     auth=(Auth.VENDOR_KEY,), response=VendorAccountView))
 async def vendor_account(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
-    profile = await request.app[VENDOR_ACCOUNT].profile(vendor_id)
+    profile = await request.app[SERVICES].dashboards.vendor_account(vendor_id)
     return json_response(VendorAccountView(
         vendor_id=str(profile.vendor_id), name=profile.name, webhook_url=profile.webhook_url,
         keys=[VendorKeyView(key_prefix=key.key_prefix, created_at=iso(key.created_at), expires_at=iso(key.expires_at),
@@ -162,7 +158,7 @@ async def vendor_account(request: web.Request) -> web.Response:
 async def rotate_own_key(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
     overlap = (await read_body(request, RotateVendorKeyRequest)).overlap_seconds if await request.read() else None
-    rotated = await request.app[VENDOR_ACCOUNT].rotate_key(vendor_id, overlap)
+    rotated = await request.app[SERVICES].vendors.rotate_key(vendor_id, overlap)
     return json_response(RotatedVendorKeyView(vendor_id=str(vendor_id), api_key=rotated.api_key,
                                               key_prefix=rotated.key_prefix,
                                               previous_keys_expire_at=iso(rotated.previous_keys_expire_at)),
@@ -180,7 +176,7 @@ def _asset(code: str, decimals: int, funding_source: str) -> Asset:
             "scheduler's jobs", tag="admin", auth=(Auth.OPERATOR_KEY,), response=OperatorOverviewView))
 async def operator_overview(request: web.Request) -> web.Response:
     require_operator(request)
-    overview = await request.app[OPERATOR].overview()
+    overview = await request.app[SERVICES].dashboards.operator_overview()
     return json_response(OperatorOverviewView(
         active_sessions=overview.active_sessions,
         active_permissions=overview.active_permissions,
@@ -222,7 +218,7 @@ def _days(request: web.Request) -> int:
                      {"type": "string", "pattern": "^[0-9]+$", "examples": ["7"]}),)))
 async def operator_timeseries(request: web.Request) -> web.Response:
     require_operator(request)
-    series = await request.app[OPERATOR].timeseries(_days(request))
+    series = await request.app[SERVICES].dashboards.operator_timeseries(_days(request))
     return json_response(OperatorTimeseriesView(
         days=series.days,
         active_sessions=[ActiveSessionsPointView(hour=iso(point.hour), sessions=point.sessions)
@@ -242,7 +238,7 @@ async def operator_timeseries(request: web.Request) -> web.Response:
 async def permission_audit(request: web.Request) -> web.Response:
     require_operator(request)
     permission_id = parse_uuid(request.match_info["permission_id"], "permission")
-    trail = await request.app[OPERATOR].audit_trail(permission_id)
+    trail = await request.app[SERVICES].dashboards.audit_trail(permission_id)
     asset = _asset(trail.asset, trail.asset_decimals, trail.funding_source)
     return json_response(AuditTrailView(
         permission_id=str(trail.permission_id), funding_source=trail.funding_source, asset=trail.asset,

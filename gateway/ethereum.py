@@ -10,37 +10,23 @@ that takes transaction hashes, plus the typed data to sign and wallet balances.
 
 from __future__ import annotations
 
-import secrets
-import time
+from dataclasses import replace
 from typing import Annotated, Any
 
-import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from billing.eip712 import (
-    MAX_UINT64,
-    MAX_UINT256,
-    SpendAuthorization,
-    check_authorization,
-    parse_uint,
-    record_authorization,
-)
-from billing.errors import Conflict, InvalidRequest
-from billing.money import format_amount, format_hours, hours_for, parse_amount
-from billing.permissions import Permission
-from billing.service import BillingService, OnInsert, PermissionRequest, PermissionState
-from chains.ethereum import EthereumFundingSource, normalise_tx_hash
-from gateway.http import json_response, read_body
-from gateway.keys import BILLING
-from gateway.models import AmountString, CreatePermissionRequest, HoursString, RequestModel
+from billing.eip712 import SpendAuthorization
+from billing.permission_service import PermissionRequest, SignedTerms
+from gateway.http import json_response
+from gateway.keys import SERVICES
+from gateway.models import AmountString, CreatePermissionRequest, HoursString, VerifyRequest
 from gateway.openapi import Operation, Parameter, describe
-from gateway.permissions import permission_routes
+from gateway.permissions import routes as permission_routes
+from kernel.errors import InvalidRequest
+from kernel.money import format_amount, format_hours, hours_for
 
 FUNDING_SOURCE = "ethereum"
-DEFAULT_AUTHORIZATION_SECONDS = 3600  # how long typed data made without an `expiry` may be presented
-MAX_TX_HASHES = 20
-TxHash = Annotated[str, StringConstraints(min_length=1, max_length=70, strip_whitespace=True)]
 TYPED_DATA_EXAMPLE = SpendAuthorization(
     chain_id=1, wallet="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
     spender="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", asset="0x0000000000000000000000000000000000000000",
@@ -65,11 +51,9 @@ class EthereumCreatePermissionRequest(CreatePermissionRequest):
     expiry: Annotated[Any, Field(description="Unix seconds, as signed")]
     signature: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 
-
-class VerifyRequest(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tx_hashes": ["0x" + "ab" * 32]}]})
-
-    tx_hashes: Annotated[list[TxHash], Field(max_length=MAX_TX_HASHES)] = Field(default_factory=list)
+    def permission_request(self, funding_source: str, default_asset: str) -> PermissionRequest:
+        signed = SignedTerms(chain_id=self.chain_id, nonce=self.nonce, expiry=self.expiry, signature=self.signature)
+        return replace(super().permission_request(funding_source, default_asset), signed=signed)
 
 
 class EthereumBalanceView(BaseModel):
@@ -82,32 +66,6 @@ class EthereumBalanceView(BaseModel):
     can_stream: bool | None
     estimated_hours: HoursString | None
     block_number: int
-
-
-def _ethereum(billing: BillingService) -> EthereumFundingSource:
-    source = billing.source(FUNDING_SOURCE)
-    assert isinstance(source, EthereumFundingSource)
-    return source
-
-
-def _authorization(billing: BillingService, *, wallet: str, asset_code: str, requested_amount: object,
-                   rate_per_hour: object, duration_days: int | None, expiry: object, nonce: object
-                   ) -> SpendAuthorization:
-    """The terms as the wallet signs them, parsed and normalised exactly as the permission will store them."""
-    source = _ethereum(billing)
-    asset = billing.asset_for(FUNDING_SOURCE, asset_code)
-    maximum = billing.max_amount_units.get(asset.code)
-    return SpendAuthorization(
-        chain_id=source.chain_id,
-        wallet=source.validate_address(wallet),
-        spender=source.service_address,
-        asset=source.asset_contract(asset.code),
-        allowance=parse_amount(requested_amount, asset, "requested_amount", maximum),
-        rate_per_hour=parse_amount(rate_per_hour, asset, "rate_per_hour", maximum),
-        duration_days=duration_days if duration_days is not None else billing.default_duration_days,
-        expiry=parse_uint(expiry, "expiry", MAX_UINT64),
-        nonce=parse_uint(nonce, "nonce", MAX_UINT256),
-    )
 
 
 @describe(Operation(
@@ -126,7 +84,6 @@ def _authorization(billing: BillingService, *, wallet: str, asset_code: str, req
 async def typed_data(request: web.Request) -> web.Response:
     """The EIP-712 typed data for the terms in the query; a fresh random nonce and an expiry one hour from now
     unless the query names them."""
-    billing = request.app[BILLING]
     query = request.query
     missing = [name for name in ("user_wallet_address", "requested_amount", "rate_per_hour") if name not in query]
     if missing:
@@ -134,69 +91,34 @@ async def typed_data(request: web.Request) -> web.Response:
     duration = query.get("duration_days")
     if duration is not None and not duration.isdigit():
         raise InvalidRequest("duration_days must be a whole number", code="invalid_duration")
-    authorization = _authorization(
-        billing, wallet=query["user_wallet_address"], asset_code=query.get("asset", "ETH"),
+    return json_response(request.app[SERVICES].permissions.typed_data(
+        FUNDING_SOURCE, wallet=query["user_wallet_address"], asset_code=query.get("asset", "ETH"),
         requested_amount=query["requested_amount"], rate_per_hour=query["rate_per_hour"],
-        duration_days=int(duration) if duration is not None else None,
-        expiry=query.get("expiry", int(time.time()) + DEFAULT_AUTHORIZATION_SECONDS),
-        nonce=query.get("nonce", secrets.randbits(128)),
-    )
-    return json_response(authorization.typed_data())
-
-
-async def authorize(request: web.Request, body: EthereumCreatePermissionRequest,
-                    permission_request: PermissionRequest) -> OnInsert:
-    """Refuse a create whose signature does not authorize exactly these terms; keep the authorization with the
-    permission (where a reused nonce is refused)."""
-    authorization = _authorization(
-        request.app[BILLING], wallet=body.user_wallet_address, asset_code=permission_request.asset,
-        requested_amount=body.requested_amount, rate_per_hour=body.rate_per_hour,
-        duration_days=body.duration_days, expiry=body.expiry, nonce=body.nonce,
-    )
-    check_authorization(authorization, body.signature, signed_chain_id=body.chain_id, now=int(time.time()))
-
-    async def record(conn: asyncpg.Connection, permission: Permission) -> None:
-        await record_authorization(conn, permission.id, authorization, body.signature)
-
-    return record
-
-
-async def verify_hints(request: web.Request, state: PermissionState) -> tuple[str, ...]:
-    """The transactions to check: those in the body, and the permission's payments not credited yet. A
-    transaction that already funds another permission is refused (409)."""
-    billing = request.app[BILLING]
-    given = (await read_body(request, VerifyRequest)).tx_hashes if await request.read() else []
-    offered = list(dict.fromkeys(normalise_tx_hash(tx_hash) for tx_hash in given))
-    claimed = await billing.payments_claimed_elsewhere(FUNDING_SOURCE, offered, state.permission.id)
-    if claimed:
-        raise Conflict(f"transaction {', '.join(claimed)} already funds another permission",
-                       code="payment_already_used")
-    pending = [payment.txid for payment in state.payments if payment.status in ("seen", "orphaned")]
-    return tuple(dict.fromkeys([*offered, *pending]))
+        duration_days=int(duration) if duration is not None else None, expiry=query.get("expiry"),
+        nonce=query.get("nonce"),
+    ))
 
 
 @describe(Operation(
     summary="A wallet's ETH or token balance as the node reports it, and the hours it could buy", tag="ethereum",
     response=EthereumBalanceView, errors=(422, 503), path_parameters={"address": "A 0x address"},
     query=(Parameter("asset", "ETH (default) or an accepted ERC-20 symbol"),
-           Parameter("rate_per_hour", "Price per hour, to estimate the hours", {"type": "string", "examples": ["0.01"]}))))
+           Parameter("rate_per_hour", "Price per hour, to estimate the hours",
+                     {"type": "string", "examples": ["0.01"]}))))
 async def balance(request: web.Request) -> web.Response:
     """A wallet's ETH (or `asset` token) balance and the streaming it could buy at `rate_per_hour`."""
-    billing = request.app[BILLING]
-    source = _ethereum(billing)
-    asset = billing.asset_for(FUNDING_SOURCE, request.query.get("asset", "ETH"))
-    address = source.validate_address(request.match_info["address"])
-    raw_rate = request.query.get("rate_per_hour")
-    rate = parse_amount(raw_rate, asset, "rate_per_hour") if raw_rate is not None else None
-    units, block_number = await source.balance(address, asset.code)
+    report = await request.app[SERVICES].permissions.wallet_balance(
+        FUNDING_SOURCE, request.match_info["address"], request.query.get("asset", "ETH"),
+        request.query.get("rate_per_hour"))
+    units, rate, asset = report.balance.units or 0, report.rate_per_hour, report.asset
     return json_response(EthereumBalanceView(
-        wallet_address=address,
+        wallet_address=report.wallet_address,
         asset=asset.code,
         total_balance=format_amount(units, asset),
         visible_balance=format_amount(units, asset),
         can_stream=(units >= rate) if rate else None,
         estimated_hours=format_hours(hours_for(units, rate)) if rate else None,
-        block_number=block_number,
+        block_number=report.balance.block_number or 0,
     ))
 
 
@@ -204,7 +126,6 @@ def routes() -> list[web.RouteDef]:
     """Every Ethereum route; the typed-data route comes before the permission family's `/{id}`."""
     return [
         web.get(f"/api/v1/{FUNDING_SOURCE}/permissions/typed-data", typed_data),
-        *permission_routes(FUNDING_SOURCE, create_body=EthereumCreatePermissionRequest, authorize=authorize,
-                           verify_hints=verify_hints, verify_body=VerifyRequest),
+        *permission_routes(FUNDING_SOURCE, create_body=EthereumCreatePermissionRequest, verify_body=VerifyRequest),
         web.get(f"/api/v1/{FUNDING_SOURCE}/balance/{{address}}", balance),
     ]

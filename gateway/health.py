@@ -10,103 +10,41 @@ webhook backlog (from the outbox), the last two read through the operator views 
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
-from importlib.resources import files
 from typing import Any
 
-import asyncpg
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from billing.db import DATABASE_DOWN_ERRORS
-from billing.reports import table_exists
-from billing.schema import load_migrations
+from billing.health_service import DatabaseHealth
 from gateway.http import json_response
-from gateway.keys import BILLING, POOL, REDIS, SETTINGS
+from gateway.keys import SERVICES, SETTINGS
 from gateway.models import HealthView, StatusView
 from gateway.openapi import Operation, describe
-from paygo.settings import OperationsSettings
-
-CHECK_TIMEOUT_SECONDS = 3
 
 
-@functools.cache
-def _expected_migrations() -> dict[int, str]:
-    """The migration files this build ships (version → file name); they do not change while it runs."""
-    return {migration.version: migration.name for migration in load_migrations(files("migrations"))}
-
-
-async def _migrations(conn: asyncpg.Connection) -> dict[str, Any]:
-    applied = set()
-    if await table_exists(conn, "schema_migrations"):
-        applied = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-    pending = [name for version, name in sorted(_expected_migrations().items()) if version not in applied]
-    return {"ok": not pending, "applied": len(applied), "pending": pending}
-
-
-async def _scheduler(conn: asyncpg.Connection, max_lag_seconds: int) -> dict[str, Any]:
-    """Lag: seconds since the last successful billing tick (degraded past `max_lag_seconds`, by default three
-    billing intervals); a job whose last run failed is named."""
-    row = await conn.fetchrow(
-        """
-        SELECT min(seconds_since_success) FILTER (WHERE job_name = 'billing_tick') AS lag_seconds,
-               coalesce(array_agg(job_name ORDER BY job_name) FILTER (WHERE failing), '{}') AS failing_jobs
-          FROM scheduler_health
-        """
-    )
-    lag = row["lag_seconds"]
-    ok = lag is not None and lag <= max_lag_seconds and not row["failing_jobs"]
-    return {"ok": ok, "lag_seconds": lag, "max_lag_seconds": max_lag_seconds,
-            "failing_jobs": list(row["failing_jobs"])}
-
-
-async def _webhooks(conn: asyncpg.Connection, operations: OperationsSettings) -> dict[str, Any]:
-    """Backlog: messages waiting and the age of the oldest; dead ones are shown but do not fail the check."""
-    row = await conn.fetchrow(
-        """
-        SELECT coalesce(sum(messages) FILTER (WHERE status = 'pending'), 0)::bigint AS pending,
-               coalesce(sum(messages) FILTER (WHERE status = 'dead'), 0)::bigint AS dead,
-               max(oldest_age_seconds) FILTER (WHERE status = 'pending') AS oldest_pending_age_seconds
-          FROM webhook_backlog
-        """
-    )
-    oldest = row["oldest_pending_age_seconds"]
-    return {"ok": oldest is None or oldest <= operations.webhook_backlog_max_age_seconds,
-            "pending": row["pending"], "dead": row["dead"], "oldest_pending_age_seconds": oldest}
-
-
-async def _database_checks(request: web.Request, *, full: bool) -> dict[str, dict[str, Any]]:
-    """`database` and `migrations`; with `full`, also `scheduler` and `webhooks` where their views exist."""
+def _database_checks(request: web.Request, found: DatabaseHealth) -> dict[str, dict[str, Any]]:
+    """`database` and `migrations`; `scheduler` and `webhooks` where they were read, judged by the settings."""
+    if not found.up:
+        return {"database": {"ok": False, "error": found.error}}
+    assert found.migrations is not None
+    checks: dict[str, dict[str, Any]] = {
+        "database": {"ok": True, "latency_ms": found.latency_ms},
+        "migrations": {"ok": not found.migrations.pending, "applied": found.migrations.applied,
+                       "pending": found.migrations.pending},
+    }
     settings = request.app[SETTINGS]
-    operations = settings.operations or OperationsSettings()
-    max_lag = operations.scheduler_max_lag_seconds or 3 * settings.billing_interval_seconds
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            async with request.app[POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
-                checks = {"database": {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)},
-                          "migrations": await _migrations(conn)}
-                if full and await table_exists(conn, "scheduler_health"):
-                    checks["scheduler"] = await _scheduler(conn, max_lag)
-                if full and await table_exists(conn, "webhook_backlog"):
-                    checks["webhooks"] = await _webhooks(conn, operations)
-                return checks
-    except DATABASE_DOWN_ERRORS as exc:
-        return {"database": {"ok": False, "error": type(exc).__name__}}
-
-
-async def _redis(request: web.Request) -> dict[str, Any]:
-    client = request.app[REDIS]
-    if client is None:
-        return {"ok": True, "enabled": False}
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            await client.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        return {"ok": False, "enabled": True, "error": type(exc).__name__}
-    return {"ok": True, "enabled": True}
+    operations = settings.operations
+    if found.scheduler is not None:
+        max_lag = operations.scheduler_max_lag_seconds or 3 * settings.billing_interval_seconds
+        lag = found.scheduler.lag_seconds
+        checks["scheduler"] = {"ok": lag is not None and lag <= max_lag and not found.scheduler.failing_jobs,
+                               "lag_seconds": lag, "max_lag_seconds": max_lag,
+                               "failing_jobs": found.scheduler.failing_jobs}
+    if found.webhooks is not None:
+        oldest = found.webhooks.oldest_pending_age_seconds
+        checks["webhooks"] = {"ok": oldest is None or oldest <= operations.webhook_backlog_max_age_seconds,
+                              "pending": found.webhooks.pending, "dead": found.webhooks.dead,
+                              "oldest_pending_age_seconds": oldest}
+    return checks
 
 
 @describe(Operation(summary="Every dependency: database, migrations, Redis, nodes, scheduler, webhooks",
@@ -114,10 +52,13 @@ async def _redis(request: web.Request) -> dict[str, Any]:
                     other_responses={503: ("The database does not answer (the report says what else is down)",
                                            HealthView)}))
 async def health(request: web.Request) -> web.Response:
-    sources = request.app[BILLING].sources
-    database_checks, redis_check, *statuses = await asyncio.gather(
-        _database_checks(request, full=True), _redis(request), *(source.status() for source in sources.values())
-    )
+    health_service = request.app[SERVICES].health
+    database, redis, statuses = await asyncio.gather(
+        health_service.database(full=True), health_service.redis_status(), health_service.source_statuses())
+    database_checks = _database_checks(request, database)
+    redis_check: dict[str, Any] = {"ok": redis.up, "enabled": redis.enabled}
+    if redis.error is not None:
+        redis_check["error"] = redis.error
     nodes = {
         status.name: {"ok": status.reachable and status.synced is not False, "reachable": status.reachable,
                       "height": status.height, "synced": status.synced, "tip_age_seconds": status.tip_age_seconds,
@@ -139,7 +80,7 @@ async def live(_: web.Request) -> web.Response:
 @describe(Operation(summary="Ready to take money: the database answers and every migration is applied",
                     response=StatusView))
 async def ready(request: web.Request) -> web.Response:
-    checks = await _database_checks(request, full=False)
+    checks = _database_checks(request, await request.app[SERVICES].health.database(full=False))
     if not checks["database"]["ok"]:
         return web.json_response(
             {"error": {"code": "database_unavailable", "message": "the database is not answering"}},

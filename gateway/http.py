@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from billing import idempotency
 from billing.db import DATABASE_DOWN_ERRORS, DATABASE_RETRY_AFTER_SECONDS
-from billing.errors import InvalidRequest, PayGoError, ServiceUnavailable
+from gateway.keys import SERVICES
+from kernel.errors import InvalidRequest, PayGoError, ServiceUnavailable
 
 log = logging.getLogger("paygo.http")
 
@@ -30,7 +29,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-REQUEST_ID_KEY = "request_id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 UNSTORABLE_TEXT_MESSAGE = "text must not contain NUL characters or unpaired surrogates"
@@ -132,49 +131,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "database_unavailable", "the database is not answering; retry shortly",
                               {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
-    except asyncpg.PostgresError as exc:
-        log.exception("database error on %s %s (request %s)", request.method, route_name(request),
-                      request.get(REQUEST_ID_KEY))
-        return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); request id "
-                              f"{request.get(REQUEST_ID_KEY)}")
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, route_name(request),
                       request.get(REQUEST_ID_KEY))
         return error_response(500, "internal_error", f"internal error; request id {request.get(REQUEST_ID_KEY)}")
 
 
-def idempotency_middleware(pool_for: Callable[[web.Request], asyncpg.Pool | None]) -> Callable[..., Any]:
+@web.middleware
+async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Replay the first answer to a POST carrying an Idempotency-Key (per credential, path and key).
 
     The scope includes a hash of the credential the request carries, so two clients cannot see each other's
     answers by guessing keys; the request hash covers the body, so a reused key with another body is refused.
     """
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        pool = pool_for(request)
-        if request.method != "POST" or key is None or pool is None:
-            return await handler(request)
-        credential = request.headers.get("Authorization", "") + "\n" + request.headers.get("X-API-Key", "")
-        scope = f"{request.path}:{hashlib.sha256(credential.encode('utf-8', 'surrogateescape')).hexdigest()}"
-        request_hash = hashlib.sha256(await request.read()).digest()
-        async with pool.acquire() as conn:
-            stored = await idempotency.claim(conn, scope, key, request_hash)
-        if stored is not None:
-            return web.Response(status=stored.status_code, text=stored.body, content_type="application/json",
-                                headers={"Idempotent-Replayed": "true"})
-        try:
-            response = await handler(request)
-        except BaseException:
-            async with pool.acquire() as conn:
-                await idempotency.release(conn, scope, key)
-            raise
-        async with pool.acquire() as conn:
-            if response.status >= 500 or not isinstance(response, web.Response):
-                await idempotency.release(conn, scope, key)
-            else:
-                await idempotency.complete(conn, scope, key, response.status, response.text or "")
-        return response
-
-    return middleware
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    services = request.app.get(SERVICES)
+    if request.method != "POST" or key is None or services is None:
+        return await handler(request)
+    keys = services.idempotency
+    credential = request.headers.get("Authorization", "") + "\n" + request.headers.get("X-API-Key", "")
+    scope = f"{request.path}:{hashlib.sha256(credential.encode('utf-8', 'surrogateescape')).hexdigest()}"
+    request_hash = hashlib.sha256(await request.read()).digest()
+    stored = await keys.claim(scope, key, request_hash)
+    if stored is not None:
+        return web.Response(status=stored.status_code, text=stored.body, content_type="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+    try:
+        response = await handler(request)
+    except BaseException:
+        await keys.release(scope, key)
+        raise
+    if response.status >= 500 or not isinstance(response, web.Response):
+        await keys.release(scope, key)
+    else:
+        await keys.complete(scope, key, response.status, response.text or "")
+    return response

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from billing.service import BillingService
+from billing.services import Services
 from paygo.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-POOL = web.AppKey("pool", asyncpg.Pool)
-REDIS = web.AppKey("redis", aioredis.Redis | None)
-BILLING = web.AppKey("billing", BillingService)
-ADMIN_KEY_HASH = web.AppKey("admin_key_hash", bytes | None)
+SERVICES = web.AppKey("services", Services)
+REDIS = web.AppKey[aioredis.Redis | None]("redis")  # the live streams' change feed
+ADMIN_KEY_HASH = web.AppKey[bytes | None]("admin_key_hash")

@@ -1,7 +1,7 @@
 """Request and response bodies (pydantic). Amounts are exact decimal strings out, JSON numbers or strings in.
 
 Request bodies are decoded with `parse_float=Decimal` before validation, so an amount arrives here as an int,
-a Decimal or a str and is parsed to minor units by billing.money (which knows the asset's decimals).
+a Decimal or a str and is parsed to minor units by kernel.money (which knows the asset's decimals).
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-# Any JSON value is let through to billing.money.parse_amount, which gives the precise reason for a refusal.
+from billing.permission_service import PermissionRequest
+
+# Any JSON value is let through to kernel.money.parse_amount, which gives the precise reason for a refusal.
 AmountInput = Annotated[
     Any,
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+\s*$"}]}),
     Field(description="An amount of the asset as a JSON number or a decimal string, e.g. \"10.5\""),
 ]
 Address = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
+MAX_TX_HASHES = 20
+TxHash = Annotated[str, StringConstraints(min_length=1, max_length=70, strip_whitespace=True)]
 AmountString = Annotated[str, Field(description="Exact decimal string in units of the asset", examples=["10.00000000"])]
 HoursString = Annotated[str, Field(description="Hours, truncated to 6 decimals", examples=["4.000000"])]
 
@@ -41,6 +45,22 @@ class CreatePermissionRequest(RequestModel):
     asset: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
     notify_url: Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)] | None = Field(
         default=None, description="http(s) URL that receives the permission's reminders as signed webhooks")
+
+    def permission_request(self, funding_source: str, default_asset: str) -> PermissionRequest:
+        """What billing checks and stores; sources with richer bodies add their own parts."""
+        return PermissionRequest(
+            funding_source=funding_source, asset=self.asset or default_asset,
+            user_wallet_address=self.user_wallet_address, requested_amount=self.requested_amount,
+            rate_per_hour=self.rate_per_hour, duration_days=self.duration_days, notify_url=self.notify_url,
+        )
+
+
+class VerifyRequest(RequestModel):
+    """Transactions the payer says paid the permission (sources that cannot list payments by address)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tx_hashes": ["0x" + "ab" * 32]}]})
+
+    tx_hashes: Annotated[list[TxHash], Field(max_length=MAX_TX_HASHES)] = Field(default_factory=list)
 
 
 class CreateSessionRequest(RequestModel):
@@ -138,6 +158,17 @@ class CreatedPermissionView(PermissionView):
     permission_token: str = Field(description="Shown only in this answer; send as `Authorization: Bearer ...`")
     notify_secret: str | None = Field(
         default=None, description="Shown only in this answer, when notify_url is set: verifies PayGo-Signature")
+
+
+class CardPermissionFields(BaseModel):
+    """What every answer about a card permission adds to the permission view."""
+
+    checkout_url: str | None = Field(description="Stripe Checkout page where the buyer pays")
+    unfunded_reason: str | None
+    refunded_amount: AmountString
+    debt_amount: AmountString
+    disputed_at: str | None
+    refund_status: str | None
 
 
 class BalanceView(BaseModel):

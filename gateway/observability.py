@@ -13,20 +13,16 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from billing.db import DATABASE_DOWN_ERRORS
-from billing.reports import OperationalCounts, operational_counts
 from gateway.http import REQUEST_ID_KEY, Handler, route_name
-from gateway.keys import BILLING, POOL
+from gateway.keys import SERVICES
 from gateway.openapi import Operation, describe
 from paygo.logs import REQUEST_ID
 from paygo.metrics import Metrics
 
 METRICS = web.AppKey("metrics", Metrics)
 CLIENT_CLOSED_REQUEST = 499  # the client went away before the answer (nginx's convention)
-SCRAPE_DATABASE_TIMEOUT_SECONDS = 3
 
 access_log = logging.getLogger("paygo.access")
-log = logging.getLogger("paygo.metrics")
 
 
 @web.middleware
@@ -56,23 +52,13 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
         REQUEST_ID.reset(request_id)
 
 
-async def _database_counts(request: web.Request) -> OperationalCounts | None:
-    try:
-        async with asyncio.timeout(SCRAPE_DATABASE_TIMEOUT_SECONDS):
-            async with request.app[POOL].acquire() as conn:
-                return await operational_counts(conn)
-    except DATABASE_DOWN_ERRORS as exc:
-        log.warning("metrics scrape without the database: %s", type(exc).__name__)
-        return None
-
-
 @describe(Operation(summary="Prometheus metrics (text exposition format)", tag="operations",
                     response={"type": "string"}, response_media_types=("text/plain",), uses_database=False))
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus text format; the gauges are read now, and a database outage shows as paygo_database_up 0."""
     metrics = request.app[METRICS]
-    sources = request.app[BILLING].sources.values()
-    counts, *statuses = await asyncio.gather(_database_counts(request), *(source.status() for source in sources))
+    services = request.app[SERVICES]
+    counts, statuses = await asyncio.gather(services.reports.operational_counts(), services.health.source_statuses())
     metrics.set_database_counts(counts)
     metrics.set_source_statuses(statuses)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -144,7 +144,8 @@ def page(handler: HandlerT) -> HandlerT:
 def is_api_route(route: web.AbstractRoute) -> bool:
     """Every route but aiohttp's HEAD twins, static files and pages."""
     return (route.method != "HEAD" and route.resource is not None
-            and not isinstance(route.resource, web.StaticResource) and not getattr(route.handler, PAGE_ATTRIBUTE, False))
+            and not isinstance(route.resource, web.StaticResource)
+            and not getattr(route.handler, PAGE_ATTRIBUTE, False))
 
 
 # --- the document -----------------------------------------------------------------------------------------------

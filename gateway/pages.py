@@ -18,12 +18,12 @@ import aiohttp_jinja2
 import segno
 from aiohttp import web
 
-from billing.errors import NotFound
-from billing.money import parse_amount
+from gateway.auth import parse_uuid
 from gateway.dashboard_api import checkout_view
-from gateway.faces import CHECKOUT, page_headers
+from gateway.faces import page_headers
+from gateway.keys import SERVICES
 from gateway.openapi import page
-from gateway.permissions import parse_uuid
+from kernel.errors import NotFound
 
 MIN_REFRESH_SECONDS = Decimal("0.2")
 MAX_REFRESH_SECONDS = Decimal(300)
@@ -56,7 +56,8 @@ async def index(request: web.Request) -> web.Response:
 async def checkout_page(request: web.Request) -> web.Response:
     """`/pay/{permission_id}`: amount, where to pay, the payment URI and its QR code, and the live status."""
     try:
-        state = await request.app[CHECKOUT].state(parse_uuid(request.match_info["permission_id"], "permission"))
+        permission_id = parse_uuid(request.match_info["permission_id"], "permission")
+        state = await request.app[SERVICES].checkout.state(permission_id)
     except NotFound:
         return _render("not_found.html", request, {"what": "payment request"}, status=404)
     return _render("checkout.html", request, {
@@ -67,18 +68,8 @@ async def checkout_page(request: web.Request) -> web.Response:
 async def payment_qr(request: web.Request) -> web.Response:
     """The QR code (SVG) of the permission's payment URI: for `?amount=` (an exact decimal of its asset), or for
     any amount without it. 404 for card permissions, which pay on Stripe's page."""
-    checkout = request.app[CHECKOUT]
-    permission = await checkout.permission(parse_uuid(request.match_info["permission_id"], "permission"))
-    raw_amount = request.query.get("amount")
-    amount = None
-    if raw_amount is not None:
-        asset = checkout.assets.get(permission.asset)
-        if asset is None:
-            raise NotFound(f"{permission.asset} is not configured on this gateway", code="asset_not_found")
-        amount = parse_amount(raw_amount, asset, "amount")
-    uri = checkout.payment_uri(permission, amount)
-    if uri is None:
-        raise NotFound("this permission is not paid on a chain", code="no_payment_uri")
+    permission_id = parse_uuid(request.match_info["permission_id"], "permission")
+    uri = await request.app[SERVICES].checkout.qr_uri(permission_id, request.query.get("amount"))
     svg = io.BytesIO()
     segno.make(uri, micro=False).save(svg, kind="svg", border=4, omitsize=True, xmldecl=False,
                                       title="Payment request")

@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
+from typing import TypeVar
 
-import asyncpg
 from aiohttp import web
 from pydantic import BaseModel
 
-from billing.assets import Asset
-from billing.errors import InvalidAddress, InvalidRequest, NotFound
-from billing.money import format_amount
-from billing.reports import (
-    GroupBy,
-    SessionCursor,
-    SessionFilters,
-    charges_summary,
-    charges_summary_cursor,
-    session_charge_lines,
-    sessions_cursor,
-    sessions_page,
-    vendor_session,
-)
+from billing.reports import GroupBy, SessionCursor, SessionFilters, SummaryRow, VendorSessionRow
 from billing.sessions import SessionStatus
-from gateway.auth import require_vendor
+from gateway.auth import parse_uuid, require_vendor
 from gateway.http import json_response
-from gateway.keys import BILLING, POOL
+from gateway.keys import SERVICES
 from gateway.openapi import Auth, Operation, Parameter, describe
-from gateway.permissions import parse_uuid
 from gateway.vendor_models import (
     ChargeLineView,
     ChargesSummaryRow,
@@ -46,6 +33,10 @@ from gateway.vendor_models import (
     VendorSessionView,
 )
 from gateway.views import iso
+from kernel.errors import InvalidRequest
+from kernel.money import format_amount
+
+RowT = TypeVar("RowT")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -118,12 +109,7 @@ def _wallet(request: web.Request) -> str | None:
     wallet = raw.strip()
     if not wallet or len(wallet) > MAX_WALLET_LENGTH:
         raise InvalidRequest(f"wallet must be 1 to {MAX_WALLET_LENGTH} characters", code="invalid_wallet")
-    for source in request.app[BILLING].sources.values():
-        try:
-            return source.validate_address(wallet)
-        except InvalidAddress:
-            continue
-    return wallet
+    return request.app[SERVICES].sources.normalise_wallet(wallet)
 
 
 def page_limit(request: web.Request) -> int:
@@ -160,62 +146,55 @@ def _session_filters(request: web.Request) -> SessionFilters:
 
 # --- rows to views ----------------------------------------------------------------------------------------------
 
-def _asset(record: asyncpg.Record) -> Asset:
-    """The asset as the permission recorded it (its decimals are stored with it)."""
-    return Asset(record["asset"], record["asset_decimals"], record["funding_source"])
-
-
-def _session_view(record: asyncpg.Record) -> VendorSessionView:
-    asset = _asset(record)
+def _session_view(row: VendorSessionRow) -> VendorSessionView:
+    asset = row.asset
     return VendorSessionView(
-        session_id=str(record["session_id"]),
-        status=record["status"],
-        started_at=iso(record["started_at"]),
-        ended_at=iso(record["ended_at"]),
-        duration_seconds=record["duration_seconds"],
+        session_id=str(row.session_id),
+        status=row.status,
+        started_at=iso(row.started_at),
+        ended_at=iso(row.ended_at),
+        duration_seconds=row.duration_seconds,
         asset=asset.code,
-        rate_per_hour=format_amount(record["rate_per_hour"], asset),
-        charged_amount=format_amount(record["charged_amount"], asset),
-        uncovered_amount=format_amount(record["uncovered_amount"], asset),
-        funding_source=record["funding_source"],
-        permission_id=str(record["permission_id"]),
-        user_wallet_address=record["user_wallet_address"],
+        rate_per_hour=format_amount(row.rate_per_hour, asset),
+        charged_amount=format_amount(row.charged_amount, asset),
+        uncovered_amount=format_amount(row.uncovered_amount, asset),
+        funding_source=asset.funding_source,
+        permission_id=str(row.permission_id),
+        user_wallet_address=row.user_wallet_address,
     )
 
 
-def _summary_row(record: asyncpg.Record) -> ChargesSummaryRow:
-    day = record.get("day")
+def _summary_row(row: SummaryRow) -> ChargesSummaryRow:
     return ChargesSummaryRow(
-        day=day.isoformat() if day is not None else None,
-        asset=record["asset"],
-        charges=record["charges"],
-        sessions=record["sessions"],
-        amount=format_amount(record["amount"], _asset(record)),
+        day=row.day.isoformat() if row.day is not None else None,
+        asset=row.asset.code,
+        charges=row.charges,
+        sessions=row.sessions,
+        amount=format_amount(row.amount, row.asset),
     )
 
 
 async def _stream_csv(request: web.Request, filename: str, columns: Sequence[str],
-                      open_cursor: Callable[[asyncpg.Connection], asyncpg.cursor.CursorFactory],
-                      to_view: Callable[[asyncpg.Record], BaseModel]) -> web.StreamResponse:
-    """Rows of a server-side cursor as CSV, written in chunks as they arrive.
+                      export: AbstractAsyncContextManager[AsyncIterator[RowT]],
+                      to_view: Callable[[RowT], BaseModel]) -> web.StreamResponse:
+    """Rows of an export (a server-side cursor) as CSV, written in chunks as they arrive.
 
-    The answer starts only once the database connection is held, so a database outage still answers 503 JSON."""
+    The answer starts only once the export holds its database connection, so an outage still answers 503 JSON."""
     response = web.StreamResponse(headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     response.content_type = "text/csv"
     response.charset = "utf-8"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
-    async with request.app[POOL].acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            await response.prepare(request)
-            async for record in open_cursor(conn):
-                row = to_view(record).model_dump()
-                writer.writerow("" if row[column] is None else row[column] for column in columns)
-                if buffer.tell() >= CSV_CHUNK_BYTES:
-                    await response.write(buffer.getvalue().encode())
-                    buffer.seek(0)
-                    buffer.truncate()
+    async with export as rows:
+        await response.prepare(request)
+        async for row in rows:
+            values = to_view(row).model_dump()
+            writer.writerow("" if values[column] is None else values[column] for column in columns)
+            if buffer.tell() >= CSV_CHUNK_BYTES:
+                await response.write(buffer.getvalue().encode())
+                buffer.seek(0)
+                buffer.truncate()
     await response.write(buffer.getvalue().encode())
     await response.write_eof()
     return response
@@ -241,12 +220,11 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
     limit = page_limit(request)
     raw_cursor = request.query.get("cursor")
     after = SessionCursor.decode(raw_cursor) if raw_cursor is not None else None
+    reports = request.app[SERVICES].reports
     if _wants_csv(request):
         return await _stream_csv(request, "sessions.csv", list(VendorSessionView.model_fields),
-                                 lambda conn: sessions_cursor(conn, vendor_id, filters, after),
-                                 _session_view)
-    async with request.app[POOL].acquire() as conn:
-        rows, next_cursor = await sessions_page(conn, vendor_id, filters, after, limit)
+                                 reports.sessions_export(vendor_id, filters, after), _session_view)
+    rows, next_cursor = await reports.sessions_page(vendor_id, filters, after, limit)
     return json_response(VendorSessionPage(sessions=[_session_view(row) for row in rows],
                                            next_cursor=next_cursor.encode() if next_cursor else None))
 
@@ -257,15 +235,10 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
 async def show_session(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
     session_id = parse_uuid(request.match_info["session_id"], "session")
-    async with request.app[POOL].acquire() as conn:
-        record = await vendor_session(conn, vendor_id, session_id)
-        if record is None:
-            raise NotFound(f"no session with id {session_id}", code="session_not_found")
-        lines = await session_charge_lines(conn, vendor_id, session_id)
-    asset = _asset(record)
-    charges = [ChargeLineView(id=line["id"], kind=line["kind"], amount=format_amount(line["amount"], asset),
-                              memo=line["memo"], created_at=iso(line["created_at"])) for line in lines]
-    return json_response(VendorSessionDetailView(**_session_view(record).model_dump(), charges=charges))
+    row, lines = await request.app[SERVICES].reports.session(vendor_id, session_id)
+    charges = [ChargeLineView(id=line.id, kind=line.kind, amount=format_amount(line.amount, row.asset),
+                              memo=line.memo, created_at=iso(line.created_at)) for line in lines]
+    return json_response(VendorSessionDetailView(**_session_view(row).model_dump(), charges=charges))
 
 
 @describe(Operation(
@@ -278,14 +251,13 @@ async def charges_summary_view(request: web.Request) -> web.StreamResponse:
     check_parameters(request, SUMMARY_PARAMETERS)
     started_from, started_to = _time_range(request)
     group_by = _group_by(request)
+    reports = request.app[SERVICES].reports
     if _wants_csv(request):
         columns = [name for name in ChargesSummaryRow.model_fields if name != "day" or group_by is GroupBy.DAY]
         return await _stream_csv(request, f"charges-by-{group_by}.csv", columns,
-                                 lambda conn: charges_summary_cursor(conn, vendor_id, started_from, started_to,
-                                                                     group_by),
+                                 reports.charges_summary_export(vendor_id, started_from, started_to, group_by),
                                  _summary_row)
-    async with request.app[POOL].acquire() as conn:
-        rows = await charges_summary(conn, vendor_id, started_from, started_to, group_by)
+    rows = await reports.charges_summary(vendor_id, started_from, started_to, group_by)
     return json_response(ChargesSummaryView(group_by=group_by.value, rows=[_summary_row(row) for row in rows]))
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from billing.errors import InvalidRequest
-from billing.vendor_keys import list_keys, revoke_keys, rotate_key
-from gateway.auth import require_operator
+from gateway.auth import parse_uuid, require_operator
 from gateway.http import json_response, read_body
-from gateway.keys import POOL, SETTINGS
+from gateway.keys import SERVICES
 from gateway.openapi import Auth, Operation, describe
-from gateway.permissions import parse_uuid
 from gateway.vendor_models import (
     RevokedVendorKeysView,
     RevokeVendorKeyRequest,
@@ -20,7 +17,7 @@ from gateway.vendor_models import (
     VendorKeyView,
 )
 from gateway.views import iso
-from paygo.settings import OperationsSettings
+from kernel.errors import InvalidRequest
 
 VENDOR_ID = {"vendor_id": "The vendor's id"}
 
@@ -33,10 +30,7 @@ async def rotate(request: web.Request) -> web.Response:
     require_operator(request)
     vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
     body = await read_body(request, RotateVendorKeyRequest)
-    operations = request.app[SETTINGS].operations or OperationsSettings()
-    overlap = body.overlap_seconds if body.overlap_seconds is not None else operations.vendor_key_rotation_overlap_seconds
-    async with request.app[POOL].acquire() as conn:
-        rotated = await rotate_key(conn, vendor_id, overlap)
+    rotated = await request.app[SERVICES].vendors.rotate_key(vendor_id, body.overlap_seconds)
     return json_response(RotatedVendorKeyView(vendor_id=str(vendor_id), api_key=rotated.api_key,
                                               key_prefix=rotated.key_prefix,
                                               previous_keys_expire_at=iso(rotated.previous_keys_expire_at)),
@@ -53,8 +47,7 @@ async def revoke(request: web.Request) -> web.Response:
     body = await read_body(request, RevokeVendorKeyRequest)
     if (body.key_prefix is None) == (not body.all):
         raise InvalidRequest('send either "key_prefix" (one key) or "all": true (every key)', code="invalid_revocation")
-    async with request.app[POOL].acquire() as conn:
-        revoked = await revoke_keys(conn, vendor_id, body.key_prefix)
+    revoked = await request.app[SERVICES].vendors.revoke_keys(vendor_id, body.key_prefix)
     return json_response(RevokedVendorKeysView(vendor_id=str(vendor_id), revoked=revoked))
 
 
@@ -63,8 +56,7 @@ async def revoke(request: web.Request) -> web.Response:
 async def keys(request: web.Request) -> web.Response:
     require_operator(request)
     vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
-    async with request.app[POOL].acquire() as conn:
-        found = await list_keys(conn, vendor_id)
+    found = await request.app[SERVICES].vendors.keys(vendor_id)
     return json_response(VendorKeysView(vendor_id=str(vendor_id), keys=[
         VendorKeyView(key_prefix=key.key_prefix, created_at=iso(key.created_at), expires_at=iso(key.expires_at),
                       revoked_at=iso(key.revoked_at), live=key.live)

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from billing.errors import InvalidRequest, NotFound
-from billing.vendor_webhooks import (
-    DELIVERY_STATUSES,
-    VENDOR_EVENTS,
-    Delivery,
-    redeliver,
-    set_webhook_url,
-    vendor_deliveries,
-)
-from billing.webhooks import SIGNATURE_HEADER, validate_notify_url, vendor_secret
-from gateway.auth import require_operator, require_vendor
+from billing.vendor_webhooks import DELIVERY_STATUSES, VENDOR_EVENTS, Delivery
+from billing.webhooks import SIGNATURE_HEADER
+from gateway.auth import parse_uuid, require_operator, require_vendor
 from gateway.http import json_response, read_body
-from gateway.keys import POOL, SETTINGS
+from gateway.keys import SERVICES
 from gateway.openapi import Auth, Operation, Parameter, describe
-from gateway.permissions import parse_uuid
 from gateway.vendor import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, check_parameters, page_limit
 from gateway.views import iso
 from gateway.webhook_models import (
@@ -33,14 +24,10 @@ from gateway.webhook_models import (
     SetWebhookRequest,
     WebhookSettingView,
 )
-from paygo.settings import NotificationSettings
+from kernel.errors import InvalidRequest, NotFound
 
 DELIVERY_PARAMETERS = frozenset({"status", "event_type", "limit", "cursor"})
 MAX_DELIVERY_ID = 2**63 - 1  # bigserial
-
-
-def _signing_key(request: web.Request) -> str | None:
-    return (request.app[SETTINGS].notifications or NotificationSettings()).webhook_signing_key
 
 
 def _delivery_id(request: web.Request) -> int:
@@ -73,25 +60,9 @@ async def put_webhook(request: web.Request) -> web.Response:
     require_operator(request)
     vendor_id = parse_uuid(request.match_info["vendor_id"], "vendor")
     body = await read_body(request, SetWebhookRequest)
-    signing_key = _signing_key(request)
-    url = None
-    if body.url is not None:
-        if signing_key is None:
-            raise InvalidRequest("this gateway sends no webhooks (WEBHOOK_SIGNING_KEY is not set)",
-                                 code="webhooks_not_configured")
-        try:
-            if not body.url.isprintable():  # control characters have no place in a URL
-                raise InvalidRequest("url has a control character", code="invalid_webhook_url")
-            url = validate_notify_url(body.url)
-        except InvalidRequest as exc:
-            raise InvalidRequest("url must be an absolute http or https URL without credentials",
-                                 code="invalid_webhook_url") from exc
-    async with request.app[POOL].acquire() as conn:
-        if not await set_webhook_url(conn, vendor_id, url):
-            raise NotFound(f"no vendor with id {vendor_id}", code="vendor_not_found")
-    secret = vendor_secret(signing_key, vendor_id) if url is not None and signing_key is not None else None
-    return json_response(WebhookSettingView(vendor_id=str(vendor_id), url=url, secret=secret,
-                                            signature_header=SIGNATURE_HEADER, events=list(VENDOR_EVENTS)))
+    setting = await request.app[SERVICES].vendors.set_webhook(vendor_id, body.url)
+    return json_response(WebhookSettingView(vendor_id=str(vendor_id), url=setting.url, secret=setting.secret,
+                                            signature_header=SIGNATURE_HEADER, events=list(setting.events)))
 
 
 @describe(Operation(
@@ -118,9 +89,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
                                        and int(raw_cursor) <= MAX_DELIVERY_ID):
         raise InvalidRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
     limit = page_limit(request)
-    async with request.app[POOL].acquire() as conn:
-        found = await vendor_deliveries(conn, vendor_id, statuses=statuses, event_type=event_type,
-                                        before_id=int(raw_cursor) if raw_cursor is not None else None, limit=limit)
+    found = await request.app[SERVICES].vendors.deliveries(
+        vendor_id, statuses=statuses, event_type=event_type,
+        before_id=int(raw_cursor) if raw_cursor is not None else None, limit=limit)
     next_cursor = str(found[-1].id) if len(found) == limit else None
     return json_response(DeliveryPage(deliveries=[_delivery_view(d) for d in found], next_cursor=next_cursor))
 
@@ -139,8 +110,7 @@ REDELIVER_DESCRIPTION = (
 async def vendor_redeliver(request: web.Request) -> web.Response:
     vendor_id = await require_vendor(request)
     delivery_id = _delivery_id(request)
-    async with request.app[POOL].acquire() as conn:
-        delivery = await redeliver(conn, delivery_id, vendor_id=vendor_id)
+    delivery = await request.app[SERVICES].vendors.redeliver(delivery_id, vendor_id=vendor_id)
     return json_response(_delivery_view(delivery))
 
 
@@ -150,8 +120,7 @@ async def vendor_redeliver(request: web.Request) -> web.Response:
 async def operator_redeliver(request: web.Request) -> web.Response:
     require_operator(request)
     delivery_id = _delivery_id(request)
-    async with request.app[POOL].acquire() as conn:
-        delivery = await redeliver(conn, delivery_id, vendor_id=None)
+    delivery = await request.app[SERVICES].vendors.redeliver(delivery_id, vendor_id=None)
     return json_response(_delivery_view(delivery))
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from billing.assets import Asset
 from billing.direct_charges import DirectCharge
-from billing.money import format_amount, format_hours, hours_for, owed_for
-from billing.permissions import Permission
+from billing.permission_service import BalanceReport, PermissionState
+from billing.permissions import PaymentStatus
 from billing.reminders import projected_run_out_at
-from billing.service import PermissionState
-from billing.sessions import Session
+from billing.session_service import SessionState
 from gateway.models import (
+    BalanceView,
+    CardPermissionFields,
     DirectChargeView,
     PaymentView,
     PermissionView,
@@ -19,17 +20,37 @@ from gateway.models import (
     SessionEndView,
     SessionView,
 )
+from kernel.assets import Asset
+from kernel.money import format_amount, format_hours, hours_for, owed_for
 
 
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def permission_view(state: PermissionState, asset: Asset, confirmations_required: int) -> PermissionView:
+def permission_answer(state: PermissionState, checkout_url: str) -> dict[str, Any]:
+    """The permission view with where a payer pays (`checkout_url`, the gateway's checkout page; `payment_uri`, for
+    what to send now), and a card permission's own fields (its `checkout_url` is Stripe's page)."""
+    asset = state.asset
+    answer = permission_view(state, asset).model_dump(mode="json")
+    answer.update(checkout_url=checkout_url,
+                  payment_uri=state.payment_request.uri if state.payment_request is not None else None)
+    if state.card is not None:
+        card = state.card
+        answer.update(CardPermissionFields(
+            checkout_url=state.permission.checkout_url, unfunded_reason=card.unfunded_reason,
+            refunded_amount=format_amount(card.refunded_amount, asset),
+            debt_amount=format_amount(card.debt_amount, asset), disputed_at=iso(card.disputed_at),
+            refund_status=card.refund_status,
+        ).model_dump(mode="json"))
+    return answer
+
+
+def permission_view(state: PermissionState, asset: Asset) -> PermissionView:
     p = state.permission
-    received = sum(pay.amount for pay in state.payments if pay.status != "orphaned")
-    confirmed = sum(pay.amount for pay in state.payments if pay.status == "credited")
-    live = [pay.confirmations for pay in state.payments if pay.status in ("seen", "credited")]
+    received = sum(pay.amount for pay in state.payments if pay.status != PaymentStatus.ORPHANED)
+    confirmed = sum(pay.amount for pay in state.payments if pay.status == PaymentStatus.CREDITED)
+    live = [pay.confirmations for pay in state.payments if pay.status in (PaymentStatus.SEEN, PaymentStatus.CREDITED)]
     used = format_hours(hours_for(p.charged_amount, p.rate_per_hour))
     return PermissionView(
         id=str(p.id),
@@ -51,7 +72,7 @@ def permission_view(state: PermissionState, asset: Asset, confirmations_required
         amount_received=format_amount(received, asset),
         amount_confirmed=format_amount(confirmed, asset),
         amount_missing=format_amount(max(0, p.approved_amount - p.funded_amount), asset),
-        confirmations_required=confirmations_required,
+        confirmations_required=state.confirmations_required,
         confirmations_seen=min(live) if live else None,
         payments=[
             PaymentView(txid=pay.txid, output_index=pay.output_index, amount=format_amount(pay.amount, asset),
@@ -78,7 +99,8 @@ def direct_charge_view(charge: DirectCharge | None, asset: Asset) -> DirectCharg
                             payment_address=charge.payment_address)
 
 
-def session_end_view(session: Session, asset: Asset, charge: DirectCharge | None = None) -> SessionEndView:
+def session_end_view(state: SessionState) -> SessionEndView:
+    session, asset, charge = state.session, state.asset, state.direct_charge
     seconds = session.elapsed_seconds(session.ended_at or session.started_at)
     return SessionEndView(
         id=str(session.id),
@@ -93,8 +115,9 @@ def session_end_view(session: Session, asset: Asset, charge: DirectCharge | None
     )
 
 
-def session_view(session: Session, permission: Permission, asset: Asset, now: datetime,
-                 charge: DirectCharge | None = None) -> SessionView:
+def session_view(state: SessionState) -> SessionView:
+    session, permission, asset, now, charge = (state.session, state.permission, state.asset, state.now,
+                                               state.direct_charge)
     seconds = session.elapsed_seconds(now)
     return SessionView(
         session_id=str(session.id),
@@ -111,4 +134,25 @@ def session_view(session: Session, permission: Permission, asset: Asset, now: da
         permission_id=str(permission.id),
         permission_status=permission.status_at(now),
         direct_charge=direct_charge_view(charge, asset),
+    )
+
+
+def balance_view(report: BalanceReport) -> BalanceView:
+    """A wallet's balance: what its node sees; a part only a viewing key sees is unknown (null, with why)."""
+    asset, balance, rate = report.asset, report.balance, report.rate_per_hour
+    visible = balance.units if balance.units is not None else 0
+    hidden_reason = (
+        "shielded funds are visible only with the wallet's viewing key, which the gateway does not hold"
+        if balance.hidden else None
+    )
+    return BalanceView(
+        wallet_address=report.wallet_address,
+        asset=asset.code,
+        transparent_balance=format_amount(visible, asset),
+        shielded_balance=None if hidden_reason else format_amount(0, asset),
+        shielded_balance_reason=hidden_reason,
+        total_balance=None if hidden_reason else format_amount(visible, asset),
+        visible_balance=format_amount(visible, asset),
+        can_stream=(visible >= rate) if rate else None,
+        estimated_hours=format_hours(hours_for(visible, rate)) if rate else None,
     )

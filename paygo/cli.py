@@ -15,24 +15,29 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
-import asyncpg
 from aiohttp import web
 
 from billing.db import create_pool
-from billing.errors import PayGoError
+from billing.permission_service import PermissionRequest
+from billing.report_service import VIEW_NAMES
 from billing.schema import migrate
-from billing.vendor_keys import list_keys, revoke_keys, rotate_key
-from billing.vendors import create_vendor, rotate_demo_vendor_key
+from billing.services import Services
 from chains.zcash_address import ZcashNetwork, encode_transparent
+from gateway.app import create_app
+from gateway.faces import checkout_path
+from gateway.keys import SERVICES
+from gateway.observability import METRICS
+from kernel.errors import PayGoError
 from paygo.embedded import find_or_start_postgres
 from paygo.logs import configure_logging
-from paygo.report import VIEW_NAMES, format_table, operator_report
-from paygo.settings import OperationsSettings, Settings, SettingsError, parse_listen
+from paygo.report import format_table, operator_report
+from paygo.settings import Settings, SettingsError, parse_listen
+from paygo.wiring import open_runtime
 from regtest.zcash_node import start_zcash_regtest
+from scheduler.runner import Intervals, running_scheduler
 
 log = logging.getLogger("paygo")
 
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"paygo: configuration error: {exc}", file=sys.stderr)
         return 2
-    operations = settings.operations or OperationsSettings()
+    operations = settings.operations
     configure_logging(operations.log_format, operations.log_level)
     try:
         return asyncio.run(args.run(args, settings))
@@ -126,7 +131,7 @@ async def _database(settings: Settings) -> AsyncIterator[Settings]:
     where = "a private server under " + str(settings.state_dir) if embedded.started_here else "the local server"
     log.info("DATABASE_URL is not set: using database %r on %s", EMBEDDED_DATABASE, where)
     try:
-        yield replace(settings, database_url=embedded.dsn)
+        yield settings.model_copy(update={"database_url": embedded.dsn})
     finally:
         await embedded.stop()
 
@@ -139,14 +144,22 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+def _scheduler_beside(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """`paygo serve`'s jobs: the scheduler on the app's own services, timed into its metrics."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        async with running_scheduler(app[SERVICES].jobs, _intervals(settings), app[METRICS].observe_tick):
+            yield
+
+    return run
+
+
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.app import create_app  # imported late: the other commands do not need the HTTP stack
 
     if args.listen:
-        host, port = parse_listen(args.listen)
-        settings = replace(settings, listen_host=host, listen_port=port)
+        settings = settings.model_copy(update={"listen": parse_listen(args.listen)})
     if args.no_scheduler:
-        settings = replace(settings, scheduler=replace(settings.scheduler, enabled=False))
+        settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(update={"enabled": False})})
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(_database(settings))
         embedded_demo = settings.zcash.rpc_url is None
@@ -154,19 +167,22 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             rpc_user, rpc_password = "paygo", secrets.token_urlsafe(16)
             node = await start_zcash_regtest(rpcuser=rpc_user, rpcpassword=rpc_password, personality="zcashd")
             stack.push_async_callback(node.stop)
-            settings = replace(settings, zcash=replace(
-                settings.zcash, rpc_url=node.url, rpc_user=rpc_user, rpc_password=rpc_password,
-                network=ZcashNetwork.REGTEST, rpc_flavor="zcashd",
-                min_confirmations=settings.zcash.min_confirmations if _env_set("ZCASH_MIN_CONFIRMATIONS")
+            settings = settings.model_copy(update={"zcash": settings.zcash.model_copy(update={
+                "rpc_url": node.url, "rpc_user": rpc_user, "rpc_password": rpc_password,
+                "network": ZcashNetwork.REGTEST, "rpc_flavor": "zcashd",
+                "min_confirmations": settings.zcash.min_confirmations if _env_set("ZCASH_MIN_CONFIRMATIONS")
                 else EMBEDDED_MIN_CONFIRMATIONS,
-            ))
+            })})
             log.info("ZCASH_RPC_URL is not set: running the Zcash regtest stand-in in-process at %s "
                      "(user %s) — test money only", node.url, rpc_user)
         if settings.admin_api_key is None and embedded_demo:
-            settings = replace(settings, admin_api_key="pga_" + secrets.token_urlsafe(24))
+            settings = settings.model_copy(update={"admin_api_key": "pga_" + secrets.token_urlsafe(24)})
         if settings.redis_url is None:
             log.info("REDIS_URL is not set: running without Redis (no cache)")
-        runner = web.AppRunner(create_app(settings), access_log=None)
+        app = create_app(settings)
+        if settings.scheduler.enabled:
+            app.cleanup_ctx.append(_scheduler_beside(settings))  # after the runtime's: stops first
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
@@ -174,7 +190,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         base = f"http://{settings.listen_host}:{settings.listen_port}"
         print(f"PayGo gateway listening on {base}", flush=True)
         if embedded_demo:
-            await _print_demo(settings, base, node.url, rpc_password, runner.app)
+            await _print_demo(app[SERVICES], settings, base, node.url, rpc_password)
         await _wait_for_signal()
     return 0
 
@@ -183,24 +199,22 @@ def _env_set(name: str) -> bool:
     return bool(os.environ.get(name, "").strip())
 
 
-async def _print_demo(settings: Settings, base: str, node_url: str, rpc_password: str, app: web.Application) -> None:
+def _intervals(settings: Settings) -> Intervals:
+    return Intervals(billing_tick=settings.billing_interval_seconds,
+                     expiry=settings.scheduler.expiry_interval_seconds,
+                     watcher=settings.notifications.watcher_interval_seconds)
+
+
+async def _print_demo(services: Services, settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
     """Demo mode only: a demo vendor with a fresh key, the run's operator key, a demo permission waiting for
     payment, the next commands to try, and last the demo permission's checkout page."""
-    from billing.service import PermissionRequest
-    from gateway.faces import checkout_path
-    from gateway.keys import BILLING
-
-    pool = await create_pool(settings.database_url or "", min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            vendor = await rotate_demo_vendor_key(conn, "demo")
-    finally:
-        await pool.close()
+    vendor = await services.vendors.rotate_demo_key("demo")
     demo_wallet = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
-    demo = await app[BILLING].create_permission(PermissionRequest(
+    demo = await services.permissions.create(PermissionRequest(
         funding_source="zcash", asset="ZEC", user_wallet_address=demo_wallet, requested_amount="10",
         rate_per_hour="2.5"))
-    address = demo.permission.payment_address
+    permission = demo.state.permission
+    address = permission.payment_address
     print(f"""
 Demo mode (embedded defaults; test money only):
   demo vendor id:   {vendor.vendor_id}
@@ -219,15 +233,13 @@ Pay it from the regtest faucet and mine a block; its checkout page turns active 
 Wallet view {base}/wallet · vendor dashboard {base}/vendor · operator dashboard {base}/operator
 API docs {base}/api/v1/docs
 Open the demo permission's checkout page:
-  {base}{checkout_path(demo.permission.id)}
+  {base}{checkout_path(permission.id)}
 """, flush=True)
 
 
 async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from paygo.wiring import open_runtime
-    from scheduler.runner import running_scheduler
-
-    async with _database(settings) as resolved, open_runtime(resolved) as runtime, running_scheduler(runtime):
+    async with (_database(settings) as resolved, open_runtime(resolved) as runtime,
+                running_scheduler(runtime.services.jobs, _intervals(resolved))):
         print("PayGo scheduler running; stop with Ctrl-C", flush=True)
         await _wait_for_signal()
     return 0
@@ -246,21 +258,15 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """One connection to the (migrated) database, for the one-shot commands."""
-    async with _database(settings) as resolved:
-        pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn)
-                yield conn
-        finally:
-            await pool.close()
+async def _services(settings: Settings) -> AsyncIterator[Services]:
+    """The services over the (migrated) database, without funding sources, for the one-shot commands."""
+    async with _database(settings) as resolved, open_runtime(resolved, with_sources=False) as runtime:
+        yield runtime.services
 
 
 async def _vendor_create(args: argparse.Namespace, settings: Settings) -> int:
-    async with _connection(settings) as conn:
-        vendor = await create_vendor(conn, args.name)
+    async with _services(settings) as services:
+        vendor = await services.vendors.create(args.name)
     print(f"vendor_id: {vendor.vendor_id}")
     print(f"api_key:   {vendor.api_key}")
     print("The API key is shown only now; it is stored hashed.", file=sys.stderr)
@@ -268,10 +274,8 @@ async def _vendor_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _vendor_rotate_key(args: argparse.Namespace, settings: Settings) -> int:
-    operations = settings.operations or OperationsSettings()
-    overlap = args.overlap_seconds if args.overlap_seconds is not None else operations.vendor_key_rotation_overlap_seconds
-    async with _connection(settings) as conn:
-        rotated = await rotate_key(conn, args.vendor_id, overlap)
+    async with _services(settings) as services:
+        rotated = await services.vendors.rotate_key(args.vendor_id, args.overlap_seconds)
     print(f"vendor_id:  {rotated.vendor_id}")
     print(f"api_key:    {rotated.api_key}")
     print(f"key_prefix: {rotated.key_prefix}")
@@ -282,15 +286,15 @@ async def _vendor_rotate_key(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _vendor_revoke_key(args: argparse.Namespace, settings: Settings) -> int:
-    async with _connection(settings) as conn:
-        revoked = await revoke_keys(conn, args.vendor_id, None if args.all else args.prefix)
+    async with _services(settings) as services:
+        revoked = await services.vendors.revoke_keys(args.vendor_id, None if args.all else args.prefix)
     print(f"revoked {revoked} key(s) of vendor {args.vendor_id}")
     return 0
 
 
 async def _vendor_keys(args: argparse.Namespace, settings: Settings) -> int:
-    async with _connection(settings) as conn:
-        keys = await list_keys(conn, args.vendor_id)
+    async with _services(settings) as services:
+        keys = await services.vendors.keys(args.vendor_id)
     print(format_table(["key_prefix", "created_at", "expires_at", "revoked_at", "live"],
                        [(k.key_prefix, k.created_at, k.expires_at, k.revoked_at, "yes" if k.live else "no")
                         for k in keys]))
@@ -298,8 +302,8 @@ async def _vendor_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _report(args: argparse.Namespace, settings: Settings) -> int:
-    async with _connection(settings) as conn:
-        print(await operator_report(conn, args.view or VIEW_NAMES, args.limit), end="")
+    async with _services(settings) as services:
+        print(operator_report(await services.reports.operator_views(args.view or VIEW_NAMES, args.limit)), end="")
     return 0
 
 

@@ -92,7 +92,7 @@ async def start_private_postgres(state_dir: Path, database: str, port: int | Non
     """Starts a PostgreSQL server of our own on `port` (default: a free one), its cluster under `state_dir/pg`
     (made on first use)."""
     bin_dir = postgres_bin_dir()
-    pg_dir = state_dir.resolve() / "pg"
+    pg_dir = state_dir.resolve() / "pg"  # noqa: ASYNC240 - start-up, before serving
     data_dir = pg_dir / "data"
     socket_dir = pg_dir / "run"
     socket_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ async def start_private_redis(state_dir: Path) -> EmbeddedRedis:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise EmbeddedServiceError("redis-server is not installed (Debian: apt-get install redis-server)")
-    redis_dir = state_dir.resolve() / "redis"
+    redis_dir = state_dir.resolve() / "redis"  # noqa: ASYNC240 - start-up, before serving
     redis_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log_path = redis_dir / "redis.log"
@@ -235,7 +235,8 @@ async def _initdb(bin_dir: Path, data_dir: Path, run_options: dict[str, Any]) ->
         *("--encoding", "UTF8", "--locale", "C"),
     ]
     result = await asyncio.to_thread(
-        subprocess.run, command, cwd=data_dir.parent, capture_output=True, text=True, check=False, **run_options
+        functools.partial(subprocess.run, command, cwd=data_dir.parent, capture_output=True, text=True, check=False,
+                          **run_options)
     )
     if result.returncode != 0:
         hint = f" (it runs as {_POSTGRES_USER!r}, who must be able to reach {data_dir.parent})" if run_options else ""
@@ -271,7 +272,7 @@ async def _wait_until_ready(
     deadline = loop.time() + _START_TIMEOUT
     while not await answers():
         if process.poll() is not None:
-            log_tail = log_path.read_text(errors="replace")[-2000:]
+            log_tail = log_path.read_text(errors="replace")[-2000:]  # noqa: ASYNC240 - start-up, before serving
             raise EmbeddedServiceError(f"{name} exited with status {process.returncode}; {log_path}:\n{log_tail}")
         if loop.time() > deadline:
             raise EmbeddedServiceError(
@@ -293,7 +294,7 @@ async def _stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Si
 async def _postgres_answers(dsn: str) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=_PROBE_TIMEOUT)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
     await conn.close()
     return True

@@ -1,35 +1,16 @@
 """`paygo report`: the operator views as aligned text tables for a terminal.
 
-Each view is read with its own order and a row limit; a view whose migration is not applied yet is skipped.
+Each view is read (billing.report_service) with its own order and a row limit; a view whose migration is not
+applied yet is skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-import asyncpg
-
-from billing.reports import table_exists
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorView:
-    name: str
-    order_by: str
-
-
-OPERATOR_VIEWS = (
-    OperatorView("permission_statistics", "asset, status"),
-    OperatorView("active_permissions_with_sessions", "oldest_session_started_at NULLS LAST, permission_id"),
-    OperatorView("vendor_revenue_daily", "day DESC, vendor_name, asset"),
-    OperatorView("scheduler_health", "job_name"),
-    OperatorView("webhook_backlog", "status, kind, event_type"),
-    OperatorView("permission_audit_log", "created_at DESC, id DESC"),
-)
-VIEW_NAMES = tuple(view.name for view in OPERATOR_VIEWS)
+from billing.report_service import ViewRows
 
 
 def _cell(value: object) -> str:
@@ -56,16 +37,11 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join([line(columns), line(["-" * width for width in widths]), *(line(row) for row in cells)])
 
 
-async def operator_report(conn: asyncpg.Connection, views: Sequence[str] = VIEW_NAMES, limit: int = 50) -> str:
-    """The chosen views, each under its name, at most `limit` rows each."""
+def operator_report(views: Sequence[ViewRows]) -> str:
+    """Each view under its name (ReportService.operator_views reads them)."""
     sections = []
-    for view in OPERATOR_VIEWS:
-        if view.name not in views or not await table_exists(conn, view.name):
-            continue
-        statement = await conn.prepare(f"SELECT * FROM {view.name} ORDER BY {view.order_by} LIMIT $1")
-        columns = [attribute.name for attribute in statement.get_attributes()]
-        rows = await statement.fetch(limit + 1)
-        more = "" if len(rows) <= limit else f"\n(first {limit} rows; more with --limit)"
-        body = format_table(columns, [tuple(row) for row in rows[:limit]]) if rows else "(no rows)"
+    for view in views:
+        more = f"\n(first {len(view.rows)} rows; more with --limit)" if view.truncated else ""
+        body = format_table(view.columns, view.rows) if view.rows else "(no rows)"
         sections.append(f"== {view.name} ==\n{body}{more}")
     return "\n\n".join(sections) + "\n"

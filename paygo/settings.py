@@ -1,349 +1,379 @@
 """Settings read once from the environment, checked at start-up (fail fast), with no default secrets.
 
-Every variable is listed in the README. Unset connection URLs mean "embedded default": `paygo serve` then finds
-or starts a private PostgreSQL, runs the Zcash regtest stand-in in-process, and runs without Redis.
+Every variable is listed in the README and is one field below: the field's alias is the variable's name, then its
+default (in the field's type: amounts in minor units) and its rules. Values are stripped, and blank values mean
+unset. A malformed value raises SettingsError naming the variable; its message never repeats what a secret or URL
+variable holds (URLs may embed credentials).
+
+Unset connection URLs mean "embedded default": `paygo serve` then finds or starts a private PostgreSQL, runs the
+Zcash regtest stand-in in-process, and runs without Redis.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from billing.assets import ETH, USD, ZEC, Asset
-from billing.errors import InvalidAddress, InvalidAmount
-from billing.money import parse_amount
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from billing.vendor_keys import MAX_OVERLAP_SECONDS
 from chains.ethereum import Token, normalise_address
 from chains.zcash_address import ZcashNetwork
+from kernel.assets import ETH, USD, ZEC, Asset
+from kernel.errors import InvalidAddress, InvalidAmount
+from kernel.money import parse_amount
 from paygo.logs import LOG_FORMATS, LOG_LEVELS
+
+DEFAULT_TOKEN_MAX_AMOUNT = Decimal(1_000_000)  # whole tokens, for an ETH_TOKENS entry without max_amount
 
 
 class SettingsError(ValueError):
-    """A variable is malformed; the message names it (never its value when it is a secret)."""
+    """A variable is malformed; the message names it and never holds a secret."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}")
-    return value
+class _Problem(ValueError):
+    """What is wrong with a field's value, without the variable's name (the error message puts it first)."""
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:8080`) to a (host, port) pair."""
+def parse_listen(value: str, name: str = "listen address") -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:8080`) to a (host, port) pair; `name` is what an error calls the value."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SettingsError(f"listen address must be HOST:PORT, got {value!r}")
+    if not sep or not port.isdecimal() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{name} must be HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-@dataclass(frozen=True)
-class ZcashSettings:
-    rpc_url: str | None
-    rpc_user: str | None
-    rpc_password: str | None = field(repr=False)
-    node_rpc_url: str | None
-    service_wallet: str | None
-    network: ZcashNetwork
-    min_confirmations: int
-    rpc_flavor: str
-    rpc_timeout_seconds: int
-    max_amount_units: int
+def _one_of(choices: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise _Problem(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
+        return value
+
+    return AfterValidator(check)
 
 
-@dataclass(frozen=True)
-class SchedulerSettings:
+def _zero_means_unset(value: int | None) -> int | None:
+    return value or None
+
+
+def _units(value: object, asset: Asset, variable: str) -> int:
+    """A positive decimal amount of `asset`, as operators write it, in minor units."""
+    try:
+        return parse_amount(value, asset, variable)
+    except InvalidAmount as exc:
+        raise SettingsError(exc.message) from None
+
+
+def _address(value: str, variable: str) -> str:
+    try:
+        return normalise_address(value, variable)
+    except InvalidAddress as exc:
+        raise SettingsError(exc.message) from None
+
+
+_LOWERCASE = BeforeValidator(str.lower)
+_UPPERCASE = BeforeValidator(str.upper)
+
+
+class _Group(BaseSettings):
+    """A group of variables, one field each. Constructed without arguments, it reads the process environment
+    (pydantic-settings); arguments, keyed by variable name, take precedence over the environment."""
+
+    # Comma-separated lists are parsed by their validators, never decoded as JSON; defaults are typed, not parsed.
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, enable_decoding=False,
+                                      validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_unset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {name: value.strip() if isinstance(value, str) else value for name, value in data.items()
+                if not isinstance(value, str) or value.strip()}
+
+    @classmethod
+    def variable(cls, field_name: str | None) -> str:
+        """The environment variable behind a field."""
+        return str(cls.model_fields[field_name or ""].alias)
+
+
+class ZcashSettings(_Group):
+    """The Zcash wallet (and node) payments go through; unset ZCASH_RPC_URL means the in-process stand-in."""
+
+    rpc_url: str | None = Field(None, alias="ZCASH_RPC_URL", repr=False)
+    rpc_user: str | None = Field(None, alias="ZCASH_RPC_USER")
+    rpc_password: str | None = Field(None, alias="ZCASH_RPC_PASSWORD", repr=False)
+    node_rpc_url: str | None = Field(None, alias="ZCASH_NODE_RPC_URL", repr=False)
+    service_wallet: str | None = Field(None, alias="ZCASH_SERVICE_WALLET")
+    # main with a configured wallet, regtest with the stand-in
+    network: Annotated[ZcashNetwork, _LOWERCASE] = Field(
+        default_factory=lambda fields: ZcashNetwork.MAIN if fields.get("rpc_url") else ZcashNetwork.REGTEST,
+        alias="ZCASH_NETWORK")
+    min_confirmations: int = Field(10, alias="ZCASH_MIN_CONFIRMATIONS", ge=1)
+    rpc_flavor: Annotated[Literal["auto", "zcashd", "zallet"], _LOWERCASE] = Field("auto", alias="ZCASH_RPC_FLAVOR")
+    rpc_timeout_seconds: int = Field(10, alias="ZCASH_RPC_TIMEOUT_SECONDS", ge=1)
+    max_amount_units: int = Field(1000 * ZEC.unit, alias="ZCASH_MAX_PERMISSION_AMOUNT")
+
+    @field_validator("max_amount_units", mode="before")
+    @classmethod
+    def _zec_units(cls, value: object, info: ValidationInfo) -> int:
+        return _units(value, ZEC, cls.variable(info.field_name))
+
+
+class SchedulerSettings(_Group):
     """Where the jobs run (inside `paygo serve` unless disabled) and how often expiry is checked."""
 
-    enabled: bool = True
-    expiry_interval_seconds: int = 30
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SchedulerSettings:
-        return cls(
-            enabled=_bool(env, "SCHEDULER_ENABLED", True),
-            expiry_interval_seconds=_int(env, "EXPIRY_INTERVAL_SECONDS", 30, minimum=1),
-        )
+    enabled: bool = Field(True, alias="SCHEDULER_ENABLED")
+    expiry_interval_seconds: int = Field(30, alias="EXPIRY_INTERVAL_SECONDS", ge=1)
 
 
-@dataclass(frozen=True)
-class NotificationSettings:
+class NotificationSettings(_Group):
     """Reminders, signed webhooks, the outbox's retries, the payment window and the payment watcher."""
 
-    webhook_signing_key: str | None = field(default=None, repr=False)  # unset: notify_url is refused
-    payment_window_hours: int = 24
-    reminder_lead_hours: tuple[int, ...] = (72, 24)
-    low_balance_reminder_percent: int = 20  # 0 turns the low-balance reminder off
-    outbox_max_attempts: int = 8
-    outbox_backoff_base_seconds: int = 30
-    outbox_backoff_cap_seconds: int = 3600
-    webhook_timeout_seconds: int = 5
-    watcher_interval_seconds: int = 5
+    # unset: notify_url is refused
+    webhook_signing_key: str | None = Field(None, alias="WEBHOOK_SIGNING_KEY", min_length=32, repr=False)
+    payment_window_hours: int = Field(24, alias="PAYMENT_WINDOW_HOURS", ge=1)
+    reminder_lead_hours: tuple[int, ...] = Field((72, 24), alias="REMINDER_LEAD_HOURS")  # largest first
+    low_balance_reminder_percent: int = Field(20, alias="LOW_BALANCE_REMINDER_PERCENT", ge=0, le=100)  # 0: off
+    outbox_max_attempts: int = Field(8, alias="OUTBOX_MAX_ATTEMPTS", ge=1)
+    outbox_backoff_base_seconds: int = Field(30, alias="OUTBOX_BACKOFF_BASE_SECONDS", ge=1)
+    outbox_backoff_cap_seconds: int = Field(3600, alias="OUTBOX_BACKOFF_CAP_SECONDS", ge=1)
+    webhook_timeout_seconds: int = Field(5, alias="WEBHOOK_TIMEOUT_SECONDS", ge=1)
+    watcher_interval_seconds: int = Field(5, alias="WATCHER_INTERVAL_SECONDS", ge=1)
 
+    @field_validator("reminder_lead_hours", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> NotificationSettings:
-        key = env.get("WEBHOOK_SIGNING_KEY", "").strip() or None
-        if key is not None and len(key) < 32:
-            raise SettingsError("WEBHOOK_SIGNING_KEY must be at least 32 characters long")
-        percent = _int(env, "LOW_BALANCE_REMINDER_PERCENT", 20)
-        if percent > 100:
-            raise SettingsError("LOW_BALANCE_REMINDER_PERCENT must be from 0 to 100")
-        return cls(
-            webhook_signing_key=key,
-            payment_window_hours=_int(env, "PAYMENT_WINDOW_HOURS", 24, minimum=1),
-            reminder_lead_hours=_hours_list(env, "REMINDER_LEAD_HOURS", (72, 24)),
-            low_balance_reminder_percent=percent,
-            outbox_max_attempts=_int(env, "OUTBOX_MAX_ATTEMPTS", 8, minimum=1),
-            outbox_backoff_base_seconds=_int(env, "OUTBOX_BACKOFF_BASE_SECONDS", 30, minimum=1),
-            outbox_backoff_cap_seconds=_int(env, "OUTBOX_BACKOFF_CAP_SECONDS", 3600, minimum=1),
-            webhook_timeout_seconds=_int(env, "WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1),
-            watcher_interval_seconds=_int(env, "WATCHER_INTERVAL_SECONDS", 5, minimum=1),
-        )
+    def _hours(cls, value: str) -> tuple[int, ...]:
+        """A comma-separated list of distinct positive whole hours ("72,24"), largest first."""
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not parts or not all(part.isdecimal() and int(part) > 0 for part in parts):
+            raise _Problem("must be a comma-separated list of positive whole hours")
+        return tuple(sorted({int(part) for part in parts}, reverse=True))
 
 
-def _hours_list(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    """A comma-separated list of distinct positive whole hours, largest first ("72,24")."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    parts = [part.strip() for part in raw.split(",") if part.strip()]
-    if not parts or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise SettingsError(f"{name} must be a comma-separated list of positive whole hours, got {raw!r}")
-    return tuple(sorted({int(part) for part in parts}, reverse=True))
-
-
-@dataclass(frozen=True)
-class OperationsSettings:
+class OperationsSettings(_Group):
     """Logging, vendor key rotation and the thresholds health judges the scheduler and the outbox by."""
 
-    log_format: str = "json"  # json | text
-    log_level: str = "INFO"
-    vendor_key_rotation_overlap_seconds: int = 86400
-    scheduler_max_lag_seconds: int | None = None  # health: how late the last billing tick may be (None: 3 intervals)
-    webhook_backlog_max_age_seconds: int = 900  # health: the oldest pending outbox message must be younger
+    log_format: Annotated[str, _LOWERCASE, _one_of(LOG_FORMATS)] = Field("json", alias="LOG_FORMAT")
+    log_level: Annotated[str, _UPPERCASE, _one_of(LOG_LEVELS)] = Field("INFO", alias="LOG_LEVEL")
+    vendor_key_rotation_overlap_seconds: int = Field(
+        86400, alias="VENDOR_KEY_ROTATION_OVERLAP_SECONDS", ge=0, le=MAX_OVERLAP_SECONDS)
+    # health: how late the last billing tick may be (None or 0: three billing intervals)
+    scheduler_max_lag_seconds: Annotated[int | None, AfterValidator(_zero_means_unset)] = Field(
+        None, alias="SCHEDULER_MAX_LAG_SECONDS", ge=0)
+    # health: the oldest pending outbox message must be younger
+    webhook_backlog_max_age_seconds: int = Field(900, alias="WEBHOOK_BACKLOG_MAX_AGE_SECONDS", ge=1)
 
+
+class EthereumSettings(_Group):
+    """Ethereum funding, turned on by ETH_RPC_URL (the first field). ETH_TOKENS lists accepted ERC-20 tokens as
+    comma-separated `SYMBOL:0xContract:decimals[:max_amount]` (e.g. `USDC:0xA0b8...eB48:6:5000`); max amounts are
+    whole units."""
+
+    rpc_url: str = Field(alias="ETH_RPC_URL", repr=False)  # may hold a provider's API key
+    chain_id: int = Field(alias="ETH_CHAIN_ID", ge=1, description="1 for mainnet, 31337 for anvil")
+    service_address: str = Field(alias="ETH_SERVICE_ADDRESS")
+    min_confirmations: int = Field(12, alias="ETH_MIN_CONFIRMATIONS", ge=1)
+    require_finalized: bool = Field(False, alias="ETH_REQUIRE_FINALIZED")
+    # each token with the largest amount a permission may ask for, in minor units
+    accepted_tokens: tuple[tuple[Token, int], ...] = Field((), alias="ETH_TOKENS")
+    eth_max_amount_units: int = Field(100 * ETH.unit, alias="ETH_MAX_PERMISSION_AMOUNT")
+    rpc_timeout_seconds: int = Field(10, alias="ETH_RPC_TIMEOUT_SECONDS", ge=1)
+    # how far back the payment watcher looks for payments nobody named
+    discovery_blocks: int = Field(256, alias="ETH_DISCOVERY_BLOCKS", ge=1)
+
+    @property
+    def tokens(self) -> tuple[Token, ...]:
+        return tuple(token for token, _ in self.accepted_tokens)
+
+    @property
+    def max_amount_units(self) -> dict[str, int]:
+        """The largest permission amount per asset code (ETH and each token), in minor units."""
+        return {ETH.code: self.eth_max_amount_units,
+                **{token.symbol: maximum for token, maximum in self.accepted_tokens}}
+
+    @field_validator("service_address")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OperationsSettings:
-        log_format = env.get("LOG_FORMAT", "").strip().lower() or "json"
-        if log_format not in LOG_FORMATS:
-            raise SettingsError(f"LOG_FORMAT must be json or text, got {log_format!r}")
-        log_level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
-        if log_level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
-        overlap = _int(env, "VENDOR_KEY_ROTATION_OVERLAP_SECONDS", 86400)
-        if overlap > MAX_OVERLAP_SECONDS:
-            raise SettingsError(f"VENDOR_KEY_ROTATION_OVERLAP_SECONDS must be at most {MAX_OVERLAP_SECONDS}")
-        return cls(
-            log_format=log_format,
-            log_level=log_level,
-            vendor_key_rotation_overlap_seconds=overlap,
-            scheduler_max_lag_seconds=_int(env, "SCHEDULER_MAX_LAG_SECONDS", 0, minimum=0) or None,
-            webhook_backlog_max_age_seconds=_int(env, "WEBHOOK_BACKLOG_MAX_AGE_SECONDS", 900, minimum=1),
-        )
+    def _service_address(cls, value: str, info: ValidationInfo) -> str:
+        return _address(value, cls.variable(info.field_name))
 
-
-@dataclass(frozen=True)
-class EthereumSettings:
-    """Ethereum funding, enabled by ETH_RPC_URL. ETH_TOKENS lists accepted ERC-20 tokens as comma-separated
-    `SYMBOL:0xContract:decimals[:max_amount]` (e.g. `USDC:0xA0b8...eB48:6:5000`); max amounts are whole units."""
-
-    rpc_url: str = field(repr=False)  # may hold a provider's API key
-    chain_id: int
-    service_address: str
-    min_confirmations: int
-    require_finalized: bool
-    tokens: tuple[Token, ...]
-    max_amount_units: dict[str, int]  # per asset code: ETH and each token
-    rpc_timeout_seconds: int
-    discovery_blocks: int = 256  # how far back the payment watcher looks for payments nobody named
-
+    @field_validator("eth_max_amount_units", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> EthereumSettings | None:
-        rpc_url = env.get("ETH_RPC_URL", "").strip()
-        if not rpc_url:
-            return None
-        if not env.get("ETH_CHAIN_ID", "").strip():
-            raise SettingsError("ETH_CHAIN_ID must be set with ETH_RPC_URL (1 for mainnet, 31337 for anvil)")
-        try:
-            service_address = normalise_address(env.get("ETH_SERVICE_ADDRESS", ""), "ETH_SERVICE_ADDRESS")
-        except InvalidAddress as exc:
-            raise SettingsError(exc.message) from None
-        tokens, token_maximums = _eth_tokens(env.get("ETH_TOKENS", ""))
-        return cls(
-            rpc_url=rpc_url,
-            chain_id=_int(env, "ETH_CHAIN_ID", 0, minimum=1),
-            service_address=service_address,
-            min_confirmations=_int(env, "ETH_MIN_CONFIRMATIONS", 12, minimum=1),
-            require_finalized=_bool(env, "ETH_REQUIRE_FINALIZED", False),
-            tokens=tokens,
-            max_amount_units={"ETH": _max_amount(env, "ETH_MAX_PERMISSION_AMOUNT", Decimal(100), ETH),
-                              **token_maximums},
-            rpc_timeout_seconds=_int(env, "ETH_RPC_TIMEOUT_SECONDS", 10, minimum=1),
-            discovery_blocks=_int(env, "ETH_DISCOVERY_BLOCKS", 256, minimum=1),
-        )
+    def _eth_units(cls, value: object, info: ValidationInfo) -> int:
+        return _units(value, ETH, cls.variable(info.field_name))
 
-
-DEFAULT_TOKEN_MAX_AMOUNT = Decimal(1_000_000)
-
-
-def _eth_tokens(raw: str) -> tuple[tuple[Token, ...], dict[str, int]]:
-    """ETH_TOKENS parsed to tokens and their maximum permission amounts in minor units."""
-    tokens: list[Token] = []
-    maximums: dict[str, int] = {}
-    for entry in (part.strip() for part in raw.split(",")):
-        if not entry:
-            continue
-        fields = [item.strip() for item in entry.split(":")]
-        if len(fields) not in (3, 4) or not fields[0] or not fields[2].isdigit() or int(fields[2]) > 36:
-            raise SettingsError(f"ETH_TOKENS entry {entry!r} must be SYMBOL:0xContract:decimals[:max_amount]")
-        symbol = fields[0].upper()
-        if symbol in {"ETH", "ZEC", "USD"} or symbol in maximums or len(symbol) > 16:
-            raise SettingsError(f"ETH_TOKENS symbol {symbol!r} is reserved, repeated or too long")
-        try:
-            token = Token(symbol, normalise_address(fields[1], f"ETH_TOKENS {symbol} contract"), int(fields[2]))
-        except InvalidAddress as exc:
-            raise SettingsError(exc.message) from None
-        tokens.append(token)
-        maximums[symbol] = _parse_max(fields[3] if len(fields) == 4 else DEFAULT_TOKEN_MAX_AMOUNT, token.asset(),
-                                      f"ETH_TOKENS {symbol} max_amount")
-    return tuple(tokens), maximums
-
-
-@dataclass(frozen=True)
-class CardSettings:
-    """Card credits through Stripe, enabled by STRIPE_SECRET_KEY (which needs STRIPE_WEBHOOK_SECRET with it).
-    Purchase limits are USD amounts; STRIPE_API_BASE points the client at a stand-in (tests) instead of Stripe."""
-
-    secret_key: str = field(repr=False)
-    webhook_secret: str = field(repr=False)
-    api_base: str | None
-    timeout_seconds: int
-    webhook_tolerance_seconds: int
-    min_purchase_units: int
-    max_purchase_units: int
-    success_url: str | None
-    cancel_url: str | None
-
+    @field_validator("accepted_tokens", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CardSettings | None:
-        secret_key = env.get("STRIPE_SECRET_KEY", "").strip()
-        if not secret_key:
-            return None
-        webhook_secret = env.get("STRIPE_WEBHOOK_SECRET", "").strip()
-        if not webhook_secret:
-            raise SettingsError("STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY (`stripe listen` prints one)")
-        minimum = _parse_max(env.get("CARD_MIN_PURCHASE", "").strip() or Decimal("1.00"), USD, "CARD_MIN_PURCHASE")
-        maximum = _parse_max(env.get("CARD_MAX_PURCHASE", "").strip() or Decimal("1000.00"), USD, "CARD_MAX_PURCHASE")
-        if minimum > maximum:
-            raise SettingsError("CARD_MIN_PURCHASE must not exceed CARD_MAX_PURCHASE")
-        return cls(
-            secret_key=secret_key,
-            webhook_secret=webhook_secret,
-            api_base=env.get("STRIPE_API_BASE", "").strip() or None,
-            timeout_seconds=_int(env, "STRIPE_TIMEOUT_SECONDS", 5, minimum=1),
-            webhook_tolerance_seconds=_int(env, "STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1),
-            min_purchase_units=minimum,
-            max_purchase_units=maximum,
-            success_url=env.get("STRIPE_SUCCESS_URL", "").strip() or None,
-            cancel_url=env.get("STRIPE_CANCEL_URL", "").strip() or None,
-        )
+    def _tokens(cls, value: str, info: ValidationInfo) -> tuple[tuple[Token, int], ...]:
+        variable = cls.variable(info.field_name)
+        accepted: dict[str, tuple[Token, int]] = {}
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            fields = [item.strip() for item in entry.split(":")]
+            if len(fields) not in (3, 4) or not fields[0] or not fields[2].isdecimal() or int(fields[2]) > 36:
+                raise SettingsError(f"{variable} entry {entry!r} must be SYMBOL:0xContract:decimals[:max_amount]")
+            symbol = fields[0].upper()
+            if symbol in {ETH.code, ZEC.code, USD.code} or symbol in accepted or len(symbol) > 16:
+                raise SettingsError(f"{variable} symbol {symbol!r} is reserved, repeated or too long")
+            token = Token(symbol, _address(fields[1], f"{variable} {symbol} contract"), int(fields[2]))
+            maximum = fields[3] if len(fields) == 4 else DEFAULT_TOKEN_MAX_AMOUNT
+            accepted[symbol] = token, _units(maximum, token.asset(), f"{variable} {symbol} max_amount")
+        return tuple(accepted.values())
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None = field(repr=False)
-    redis_url: str | None = field(repr=False)
-    admin_api_key: str | None = field(repr=False)
-    listen_host: str
-    listen_port: int
-    billing_interval_seconds: int
-    default_permission_duration_days: int
-    max_permission_duration_days: int
-    state_dir: Path
+class CardSettings(_Group):
+    """Card credits through Stripe, turned on by STRIPE_SECRET_KEY (the first field). Purchase limits are USD
+    amounts; STRIPE_API_BASE points the client at a stand-in (tests) instead of Stripe."""
+
+    secret_key: str = Field(alias="STRIPE_SECRET_KEY", repr=False)
+    webhook_secret: str = Field(alias="STRIPE_WEBHOOK_SECRET", repr=False, description="`stripe listen` prints one")
+    api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+    timeout_seconds: int = Field(5, alias="STRIPE_TIMEOUT_SECONDS", ge=1)
+    webhook_tolerance_seconds: int = Field(300, alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS", ge=1)
+    min_purchase_units: int = Field(1 * USD.unit, alias="CARD_MIN_PURCHASE")
+    max_purchase_units: int = Field(1000 * USD.unit, alias="CARD_MAX_PURCHASE")
+    success_url: str | None = Field(None, alias="STRIPE_SUCCESS_URL")
+    cancel_url: str | None = Field(None, alias="STRIPE_CANCEL_URL")
+
+    @field_validator("min_purchase_units", "max_purchase_units", mode="before")
+    @classmethod
+    def _usd_units(cls, value: object, info: ValidationInfo) -> int:
+        return _units(value, USD, cls.variable(info.field_name))
+
+    @model_validator(mode="after")
+    def _minimum_within_maximum(self) -> CardSettings:
+        if self.min_purchase_units > self.max_purchase_units:
+            raise SettingsError(f"{self.variable('min_purchase_units')} must not exceed "
+                                f"{self.variable('max_purchase_units')}")
+        return self
+
+
+class Settings(_Group):
+    """Every setting: the core variables below and one group per concern. `ethereum` and `card` are None unless the
+    variable that turns them on is set."""
+
+    database_url: str | None = Field(None, alias="DATABASE_URL", repr=False)
+    redis_url: str | None = Field(None, alias="REDIS_URL", repr=False)
+    admin_api_key: str | None = Field(None, alias="ADMIN_API_KEY", min_length=24, repr=False)
+    listen: tuple[str, int] = Field(("127.0.0.1", 8080), alias="LISTEN_ADDR")  # also as listen_host, listen_port
+    billing_interval_seconds: int = Field(60, alias="BILLING_INTERVAL_SECONDS", ge=1)
+    default_permission_duration_days: int = Field(30, alias="DEFAULT_PERMISSION_DURATION_DAYS", ge=1)
+    max_permission_duration_days: int = Field(366, alias="MAX_PERMISSION_DURATION_DAYS", ge=1)
+    state_dir: Path = Field(Path(".paygo"), alias="PAYGO_STATE_DIR")
     zcash: ZcashSettings
-    scheduler: SchedulerSettings = SchedulerSettings()
-    notifications: NotificationSettings | None = None
-    ethereum: EthereumSettings | None = None
-    operations: OperationsSettings | None = None
-    card: CardSettings | None = None
+    scheduler: SchedulerSettings
+    notifications: NotificationSettings
+    operations: OperationsSettings
+    ethereum: EthereumSettings | None
+    card: CardSettings | None
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen[0]
+
+    @property
+    def listen_port(self) -> int:
+        return self.listen[1]
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: str, info: ValidationInfo) -> tuple[str, int]:
+        return parse_listen(value, cls.variable(info.field_name))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        host, port = parse_listen(env.get("LISTEN_ADDR", "").strip() or "127.0.0.1:8080")
-        network_name = env.get("ZCASH_NETWORK", "").strip().lower() or (
-            "main" if env.get("ZCASH_RPC_URL", "").strip() else "regtest"
-        )
-        try:
-            network = ZcashNetwork(network_name)
-        except ValueError:
-            raise SettingsError(f"ZCASH_NETWORK must be main, test or regtest, got {network_name!r}") from None
-        flavor = env.get("ZCASH_RPC_FLAVOR", "").strip().lower() or "auto"
-        if flavor not in {"auto", "zcashd", "zallet"}:
-            raise SettingsError(f"ZCASH_RPC_FLAVOR must be auto, zcashd or zallet, got {flavor!r}")
-        admin_key = env.get("ADMIN_API_KEY", "").strip() or None
-        if admin_key is not None and len(admin_key) < 24:
-            raise SettingsError("ADMIN_API_KEY must be at least 24 characters long")
-        zcash = ZcashSettings(
-            rpc_url=env.get("ZCASH_RPC_URL", "").strip() or None,
-            rpc_user=env.get("ZCASH_RPC_USER", "").strip() or None,
-            rpc_password=env.get("ZCASH_RPC_PASSWORD", "") or None,
-            node_rpc_url=env.get("ZCASH_NODE_RPC_URL", "").strip() or None,
-            service_wallet=env.get("ZCASH_SERVICE_WALLET", "").strip() or None,
-            network=network,
-            min_confirmations=_int(env, "ZCASH_MIN_CONFIRMATIONS", 10, minimum=1),
-            rpc_flavor=flavor,
-            rpc_timeout_seconds=_int(env, "ZCASH_RPC_TIMEOUT_SECONDS", 10, minimum=1),
-            max_amount_units=_max_amount(env, "ZCASH_MAX_PERMISSION_AMOUNT", Decimal(1000)),
-        )
-        return cls(
-            database_url=env.get("DATABASE_URL", "").strip() or None,
-            redis_url=env.get("REDIS_URL", "").strip() or None,
-            admin_api_key=admin_key,
-            listen_host=host,
-            listen_port=port,
-            billing_interval_seconds=_int(env, "BILLING_INTERVAL_SECONDS", 60, minimum=1),
-            default_permission_duration_days=_int(env, "DEFAULT_PERMISSION_DURATION_DAYS", 30, minimum=1),
-            max_permission_duration_days=_int(env, "MAX_PERMISSION_DURATION_DAYS", 366, minimum=1),
-            state_dir=Path(env.get("PAYGO_STATE_DIR", "").strip() or ".paygo"),
-            zcash=zcash,
-            scheduler=SchedulerSettings.from_env(env),
-            notifications=NotificationSettings.from_env(env),
-            ethereum=EthereumSettings.from_env(env),
-            operations=OperationsSettings.from_env(env),
-            card=CardSettings.from_env(env),
-        )
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)
+        """The settings from the process environment, or from `env` alone when given."""
+        return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
+                     notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
+                     ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
 
 
-def _max_amount(env: Mapping[str, str], name: str, default: Decimal, asset: Asset = ZEC) -> int:
-    return _parse_max(env.get(name, "").strip() or default, asset, name)
+_G = TypeVar("_G", bound=_Group)
 
 
-def _parse_max(value: str | Decimal, asset: Asset, name: str) -> int:
+def _load(group: type[_G], env: Mapping[str, str] | None, **parts: Any) -> _G:
+    """The group from the process environment (env None) or from `env` alone; `parts` are the root's groups."""
     try:
-        return parse_amount(value, asset, name)
-    except InvalidAmount as exc:
-        raise SettingsError(exc.message) from None
+        return _validate(group, env, parts)
+    except ValidationError as exc:
+        raise _settings_error(group, exc) from None
+
+
+def _load_optional(group: type[_G], env: Mapping[str, str] | None) -> _G | None:
+    """The group, or None when the variable that turns it on (its first field) is unset."""
+    try:
+        return _validate(group, env, {})
+    except ValidationError as exc:
+        if any(error["type"] == "missing" and error["loc"] == (_switch(group),) for error in exc.errors()):
+            return None
+        raise _settings_error(group, exc) from None
+
+
+def _validate(group: type[_G], env: Mapping[str, str] | None, parts: dict[str, Any]) -> _G:
+    if env is None:
+        return group(**parts)
+    # Every variable the mapping lacks is given blank (unset), so the process environment never shows through.
+    values: dict[str, Any] = {variable: env.get(variable, "") for variable in _variables(group)}
+    return group(**values, **parts)
+
+
+def _variables(group: type[_Group]) -> list[str]:
+    return [field.alias for field in group.model_fields.values() if field.alias]
+
+
+def _switch(group: type[_Group]) -> str:
+    return _variables(group)[0]
+
+
+def _settings_error(group: type[_Group], exc: ValidationError) -> SettingsError:
+    """One sentence per failed variable. pydantic's own messages are not used: they repeat the value."""
+    problems = [_problem(group, error) for error in exc.errors() if error["type"] != "default_factory_not_called"]
+    return SettingsError("; ".join(problems))
+
+
+def _problem(group: type[_Group], error: ErrorDetails) -> str:
+    context = error.get("ctx", {})
+    cause = context.get("error")
+    if isinstance(cause, SettingsError):  # a rule above wrote the whole sentence
+        return str(cause)
+    variable = str(error["loc"][0]) if error["loc"] else group.__name__
+    field = next((field for field in group.model_fields.values() if field.alias == variable), None)
+    kind = error["type"]
+    if isinstance(cause, _Problem):
+        return f"{variable} {cause}"
+    if kind == "missing":
+        hint = f" ({field.description})" if field is not None and field.description else ""
+        return f"{variable} must be set with {_switch(group)}{hint}"
+    if kind.startswith("int_") or kind in {"greater_than_equal", "less_than_equal"}:
+        return f"{variable} must be a whole number{_bounds(field)}"
+    if kind == "bool_parsing":
+        return f"{variable} must be true or false"
+    if kind in {"enum", "literal_error"}:
+        return f"{variable} must be {context['expected']}"
+    if kind == "string_too_short":
+        return f"{variable} must be at least {context['min_length']} characters long"
+    return f"{variable} is not valid"
+
+
+def _bounds(field: FieldInfo | None) -> str:
+    metadata = field.metadata if field is not None else []
+    low = next((item.ge for item in metadata if isinstance(item, Ge)), None)
+    high = next((item.le for item in metadata if isinstance(item, Le)), None)
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    return f" ≥ {low}" if low is not None else ""

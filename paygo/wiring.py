@@ -1,7 +1,8 @@
-"""The one place that builds everything from settings: pool, migrations, Redis, funding sources, billing.
+"""The one place that builds everything from settings: pool, migrations, Redis, funding sources, the services.
 
-Both the HTTP gateway and the scheduler process open a `Runtime` with `open_runtime(settings)`; nothing else
-reads settings to construct a dependency.
+The HTTP gateway (gateway.app.create_app), the scheduler process (`paygo scheduler`) and the CLI each open a
+`Runtime` with `open_runtime(settings)`; nothing else reads settings to construct a dependency. Each funding
+source's optional abilities are found here, once (billing.sources.FundingSources).
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import asyncpg
+import aiohttp
 import redis.asyncio as aioredis
 
-from billing.assets import ETH, USD, ZEC, Asset, AssetRegistry
-from billing.cache import PermissionCache
 from billing.db import create_pool
+from billing.outbox import RetryPolicy
+from billing.permission_service import PermissionPolicy
 from billing.reminders import ReminderPolicy
 from billing.schema import migrate
-from billing.service import BillingService
-from chains.base import FundingSource
+from billing.services import ServicePolicies, Services, build_services
+from billing.sources import FundingSources
 from chains.card import CardFundingSource
 from chains.ethereum import EthereumFundingSource
 from chains.zcash import ZcashFundingSource
-from paygo.settings import NotificationSettings, Settings
+from kernel.assets import ETH, USD, ZEC, Asset, AssetRegistry
+from kernel.funding import FundingSource
+from paygo.settings import Settings
 
 log = logging.getLogger("paygo")
 
@@ -34,10 +37,8 @@ REDIS_TIMEOUT_SECONDS = 1.0
 @dataclass
 class Runtime:
     settings: Settings
-    pool: asyncpg.Pool
     redis: aioredis.Redis | None
-    sources: dict[str, FundingSource]
-    billing: BillingService
+    services: Services
 
 
 def build_sources(settings: Settings) -> dict[str, FundingSource]:
@@ -60,22 +61,46 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
     if settings.card is not None:
         card = settings.card
         sources["card"] = CardFundingSource(
-            card.secret_key, api_base=card.api_base, timeout_seconds=float(card.timeout_seconds),
-            min_amount_units=card.min_purchase_units, max_amount_units=card.max_purchase_units,
-            success_url=card.success_url, cancel_url=card.cancel_url,
+            card.secret_key, webhook_secret=card.webhook_secret,
+            webhook_tolerance_seconds=card.webhook_tolerance_seconds, api_base=card.api_base,
+            timeout_seconds=float(card.timeout_seconds), min_amount_units=card.min_purchase_units,
+            max_amount_units=card.max_purchase_units, success_url=card.success_url, cancel_url=card.cancel_url,
         )
     return sources
 
 
-def ethereum_assets(settings: Settings) -> list[Asset]:
-    """ETH and the configured ERC-20 tokens, when Ethereum funding is configured."""
-    if settings.ethereum is None:
-        return []
-    return [ETH, *(token.asset() for token in settings.ethereum.tokens)]
+def assets(settings: Settings) -> AssetRegistry:
+    """ZEC, and ETH with the configured ERC-20 tokens and USD where their sources are configured."""
+    ethereum: list[Asset] = [ETH, *(token.asset() for token in settings.ethereum.tokens)] if settings.ethereum else []
+    return AssetRegistry([ZEC, *ethereum, *([USD] if settings.card else [])])
+
+
+def policies(settings: Settings) -> ServicePolicies:
+    notifications = settings.notifications
+    return ServicePolicies(
+        permissions=PermissionPolicy(
+            default_duration_days=settings.default_permission_duration_days,
+            max_duration_days=settings.max_permission_duration_days,
+            max_amount_units={"ZEC": settings.zcash.max_amount_units,
+                              **(settings.ethereum.max_amount_units if settings.ethereum else {}),
+                              **({"USD": settings.card.max_purchase_units} if settings.card else {})},
+            webhook_signing_key=notifications.webhook_signing_key,
+            payment_window_hours=notifications.payment_window_hours,
+            reminder_policy=ReminderPolicy(notifications.reminder_lead_hours,
+                                           notifications.low_balance_reminder_percent),
+        ),
+        retry=RetryPolicy(notifications.outbox_max_attempts, notifications.outbox_backoff_base_seconds,
+                          notifications.outbox_backoff_cap_seconds),
+        webhook_timeout_seconds=notifications.webhook_timeout_seconds,
+        vendor_key_rotation_overlap_seconds=settings.operations.vendor_key_rotation_overlap_seconds,
+    )
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
+                       with_sources: bool = True) -> AsyncIterator[Runtime]:
+    """Everything the settings describe, closed on exit. `with_sources=False` (CLI administration) opens no
+    funding source."""
     if not settings.database_url:
         raise ValueError("DATABASE_URL must be resolved before the runtime opens (see paygo.embedded)")
     pool = await create_pool(settings.database_url)
@@ -84,34 +109,18 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> 
                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
         if settings.redis_url else None
     )
-    sources = build_sources(settings)
+    sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
+    http = aiohttp.ClientSession()
     try:
         if apply_migrations:
             async with pool.acquire() as conn:
                 applied = await migrate(conn)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        notifications = settings.notifications or NotificationSettings()
-        billing = BillingService(
-            pool, sources, AssetRegistry([ZEC, *ethereum_assets(settings),
-                                          *([USD] if settings.card else [])]), PermissionCache(redis_client),
-            default_duration_days=settings.default_permission_duration_days,
-            max_duration_days=settings.max_permission_duration_days,
-            max_amount_units={"ZEC": settings.zcash.max_amount_units,
-                              **(settings.ethereum.max_amount_units if settings.ethereum else {}),
-                              **({"USD": settings.card.max_purchase_units} if settings.card else {})},
-            min_confirmations={"zcash": settings.zcash.min_confirmations,
-                               **({"ethereum": settings.ethereum.min_confirmations} if settings.ethereum else {}),
-                               **({"card": CardFundingSource.min_confirmations} if settings.card else {})},
-            webhook_signing_key=notifications.webhook_signing_key,
-            payment_window_hours=notifications.payment_window_hours,
-            reminder_policy=ReminderPolicy(notifications.reminder_lead_hours,
-                                           notifications.low_balance_reminder_percent),
-        )
-        yield Runtime(settings, pool, redis_client, sources, billing)
+        yield Runtime(settings, redis_client, build_services(pool, redis_client, sources, http, policies(settings)))
     finally:
-        for source in sources.values():
-            await source.close()
+        await http.close()
+        await sources.close()
         if redis_client is not None:
             await redis_client.aclose()
         await pool.close()

@@ -15,9 +15,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from billing.db import init_connection
+from billing.jobs import JobService
+from billing.services import Services
+from billing.unit_of_work import Database
 from chains.jsonrpc import JsonRpcClient, decode_json, encode_json
 from chains.zcash_address import ZcashNetwork, encode_transparent, encode_unified
 from gateway.app import create_app
+from gateway.keys import SERVICES
 from paygo.settings import Settings
 from regtest.zcash_node import RunningNode, start_zcash_regtest
 
@@ -68,6 +72,19 @@ class Gateway:
     chain_rpc: JsonRpcClient  # ... and the chain (mining, reorgs); one URL for zcashd, two for Zallet + zebrad
     db: asyncpg.Pool
     settings: Settings
+
+    @property
+    def services(self) -> Services:
+        """The gateway's own services (the one door into billing), for tests that drive the jobs themselves."""
+        return self.client.app[SERVICES]
+
+    @property
+    def database(self) -> Database:
+        return self.services.database
+
+    @property
+    def jobs(self) -> JobService:
+        return self.services.jobs
 
     async def call(self, method: str, path: str, *, token: str | None = None, api_key: str | None = None,
                    json: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:

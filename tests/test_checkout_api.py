@@ -11,7 +11,7 @@ import segno
 
 from tests.conftest import MIN_CONFIRMATIONS, Gateway
 from tests.stripe_fixtures import CardGateway
-from tests.test_pages import Watcher, url
+from tests.test_pages import url
 
 PAGES = ("/", "/wallet", "/vendor", "/operator")
 
@@ -46,7 +46,6 @@ async def test_card_answers_keep_stripes_checkout_url_and_have_no_payment_uri(ca
 
 
 async def test_the_checkout_state_follows_a_payment_from_waiting_to_active(gw: Gateway) -> None:
-    watcher = Watcher(gw)
     created = await gw.create_permission("10", "2.5")
     waiting = await checkout(gw, created)
     assert waiting["phase"] == "waiting" and waiting["amount_missing"] == "10.00000000"
@@ -56,16 +55,16 @@ async def test_the_checkout_state_follows_a_payment_from_waiting_to_active(gw: G
     assert waiting["payer_wallet"] is None  # only Ethereum names the wallet that must pay
 
     await gw.pay(created["payment_address"], "10")
-    await watcher.run()
+    await gw.jobs.watch_payments()
     seen = await checkout(gw, created)
     assert (seen["phase"], seen["confirmations_seen"], seen["amount_received"]) == ("seen", 0, "10.00000000")
     assert seen["payment_uri"] is None and seen["amount_missing"] == "0.00000000"
 
     await gw.mine(1)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     assert (await checkout(gw, created))["phase"] == "confirming"
     await gw.mine(MIN_CONFIRMATIONS)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     active = await checkout(gw, created)
     assert (active["phase"], active["amount_credited"], active["payment_window_seconds"]) == (
         "active", "10.00000000", None)

@@ -7,10 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from billing.charging import billing_tick
-from scheduler.runner import record_run
 from tests.conftest import ADMIN_KEY, Gateway
-from tests.test_pages import Watcher
 
 OPERATOR_PATHS = ("/api/v1/admin/overview", "/api/v1/admin/timeseries",
                   "/api/v1/admin/permissions/0f8fad5b-d9cb-469f-a165-70867728950e/audit")
@@ -26,7 +23,7 @@ async def test_the_wallet_view_needs_the_token_and_shows_sessions_and_the_ledger
     assert status == 201
     await gw.backdate_session(opened["session_id"], 720)
     started = await gw.db.fetchval("SELECT started_at FROM sessions WHERE id = $1", opened["session_id"])
-    await billing_tick(gw.db, at=started + timedelta(seconds=720))
+    await gw.jobs.billing_tick(at=started + timedelta(seconds=720))
 
     status, wallet = await gw.call("GET", "/api/v1/wallet", token=permission["permission_token"])
     assert status == 200, wallet
@@ -36,8 +33,17 @@ async def test_the_wallet_view_needs_the_token_and_shows_sessions_and_the_ledger
     assert wallet["payment_qr_url"] == f"/pay/{permission['permission_id']}/qr.svg"
     [session] = wallet["open_sessions"]
     assert (session["vendor_name"], session["charged_amount"]) == ("Streamy", "0.50000000")
-    assert [(line["kind"], line["amount"], line["balance_after"]) for line in wallet["ledger"]] == [
-        ("charge", "-0.50000000", "9.50000000"), ("funding", "10.00000000", "10.00000000")]
+    # a running session's charges reach the ledger when they settle (hourly, and when it ends)
+    assert [(line["kind"], line["amount"]) for line in wallet["ledger"]] == [("funding", "10.00000000")]
+    status, ended = await gw.end_session(opened["session_code"])
+    assert status == 200
+    status, wallet = await gw.call("GET", "/api/v1/wallet", token=permission["permission_token"])
+    assert wallet["open_sessions"] == []
+    charge, funding = wallet["ledger"]
+    assert (charge["kind"], charge["amount"], charge["session_id"]) == ("charge", f"-{ended['amount']}",
+                                                                      opened["session_id"])
+    assert charge["balance_after"] == wallet["permission"]["remaining_amount"]
+    assert (funding["kind"], funding["balance_after"]) == ("funding", "10.00000000")
 
 
 async def test_a_vendor_sees_its_account_and_rotates_its_own_key(gw: Gateway) -> None:
@@ -82,8 +88,8 @@ async def test_the_operator_overview_shows_what_waits(gw: Gateway) -> None:
     assert (await gw.open_session(running, vendor["vendor_id"]))[0] == 201
     waiting = await gw.create_permission("3", "1")
     await gw.pay(waiting["payment_address"], "1")
-    await Watcher(gw).run()
-    await record_run(gw.db, "billing_tick", lambda: billing_tick(gw.db))
+    await gw.jobs.watch_payments()
+    await gw.jobs.recorded("billing_tick", gw.jobs.billing_tick)
 
     status, overview = await gw.call("GET", "/api/v1/admin/overview", api_key=ADMIN_KEY)
     assert status == 200, overview

@@ -210,9 +210,6 @@ async def test_node_stopped_answers_503_and_recovers(make_eth_gateway) -> None: 
 
 
 async def test_the_watcher_finds_eth_and_token_payments_nobody_named(eth_gw: EthGateway) -> None:
-    from gateway.keys import BILLING
-    from scheduler.watcher import PaymentWatcher
-
     wallet = await eth_gw.anvil.new_account()
     await eth_gw.token.mint(wallet.address, 50_000_000)
     in_eth = await eth_gw.create(wallet, "1", "0.5")
@@ -222,9 +219,7 @@ async def test_the_watcher_finds_eth_and_token_payments_nobody_named(eth_gw: Eth
     await eth_gw.pay_eth(wallet, ONE_ETH)
     await eth_gw.token.transfer(wallet.address, eth_gw.service_address, 5_000_000)
     await eth_gw.anvil.mine(ETH_MIN_CONFIRMATIONS)
-    billing = eth_gw.gw.client.app[BILLING]
-    summary = await PaymentWatcher().run(eth_gw.gw.db, billing.sources, min_confirmations=billing.min_confirmations,
-                                         cache=billing.cache)
+    summary = await eth_gw.gw.jobs.watch_payments()
     assert {str(pid) for pid in summary.activated} >= {in_eth["permission_id"], in_token["permission_id"]}
     for permission, remaining in ((in_eth, "1.000000000000000000"), (in_token, "5.000000")):
         status, shown = await eth_gw.gw.call("GET", f"/api/v1/ethereum/permissions/{permission['permission_id']}",

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.assets import ETH, USD, ZEC
-from billing.errors import InvalidAmount
-from billing.money import format_amount, format_hours, hours_for, owed_for, parse_amount
+from kernel.assets import ETH, USD, ZEC
+from kernel.errors import InvalidAmount
+from kernel.money import format_amount, format_hours, hours_for, owed_for, parse_amount
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from openapi_spec_validator import validate
 
-from billing.assets import ETH, USD, ZEC
-from billing.money import parse_amount
 from chains.zcash_address import decode_address
 from gateway.ethereum import TYPED_DATA_EXAMPLE
 from gateway.openapi import Auth, Operation, UndescribedRoute, describe, described_routes, openapi_document
+from kernel.assets import ETH, USD, ZEC
+from kernel.money import parse_amount
 from tests.conftest import Gateway
 
 

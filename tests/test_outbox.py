@@ -17,8 +17,7 @@ import pytest
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.webhooks import verify_signature
-from scheduler.delivery import deliver_due
-from gateway.keys import BILLING
+from billing.delivery import deliver_due
 from tests.conftest import Gateway
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
@@ -44,13 +43,13 @@ async def _queued_reminder(gw: Gateway, url: str) -> tuple[dict, datetime]:
     permission = await gw.funded_permission("10", "2.5", notify_url=url)
     expires_at = await gw.db.fetchval("SELECT expires_at FROM permissions WHERE id = $1", permission["permission_id"])
     now = expires_at - timedelta(hours=23)
-    assert await enqueue_due_reminders(gw.db, policy=ReminderPolicy(), now=now) == 1
+    assert await enqueue_due_reminders(gw.database, policy=ReminderPolicy(), now=now) == 1
     return permission, now
 
 
 async def _deliver(gw: Gateway, http: aiohttp.ClientSession, now: datetime):
-    return await deliver_due(gw.db, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
-                             timeout_seconds=2, cache=gw.client.app[BILLING].cache)
+    return await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
+                             timeout_seconds=2)
 
 
 async def test_retried_with_backoff_then_delivered_and_signed(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
@@ -129,7 +128,7 @@ async def test_concurrent_deliverers_send_each_message_once(signing_gw: Gateway,
     expires_at = max([await signing_gw.db.fetchval("SELECT expires_at FROM permissions WHERE id = $1",
                                                    p["permission_id"]) for p in permissions])
     now = expires_at - timedelta(hours=1)
-    assert await enqueue_due_reminders(signing_gw.db, policy=ReminderPolicy(), now=now) == 3
+    assert await enqueue_due_reminders(signing_gw.database, policy=ReminderPolicy(), now=now) == 3
     summaries = await asyncio.gather(*(_deliver(signing_gw, http, now) for _ in range(4)))
     assert sum(s.claimed for s in summaries) == 3 and sum(s.delivered for s in summaries) == 3
     deliveries = [r.headers["PayGo-Delivery"] for r in webhook_receiver.received]
@@ -140,5 +139,5 @@ async def test_concurrent_deliverers_send_each_message_once(signing_gw: Gateway,
 async def test_without_a_signing_key_nothing_is_sent(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
                                                      http: aiohttp.ClientSession) -> None:
     _, now = await _queued_reminder(signing_gw, webhook_receiver.url)
-    summary = await deliver_due(signing_gw.db, http, signing_key=None, policy=POLICY, now=now, timeout_seconds=2)
+    summary = await deliver_due(signing_gw.database, http, signing_key=None, policy=POLICY, now=now, timeout_seconds=2)
     assert summary.claimed == 0 and webhook_receiver.received == []

@@ -13,9 +13,6 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from billing.charging import billing_tick
-from gateway.keys import BILLING, REDIS
-from scheduler.watcher import PaymentWatcher
 from tests.browser_fixtures import PHONE, OpenPage, decode_qr, has_no_horizontal_scroll, screenshot
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
 from tests.ethereum_fixtures import CHAIN_ID, TOKEN_DECIMALS, TOKEN_SYMBOL, EthGateway
@@ -29,18 +26,6 @@ EIP681 = re.compile(r"ethereum:(?P<target>0x[0-9a-fA-F]{40})@(?P<chain>[1-9][0-9
 
 def url(gw: Gateway, path: str) -> str:
     return str(gw.client.make_url(path))
-
-
-class Watcher:
-    """The scheduler's payment watcher, run when the test says (its tip memory lives across passes)."""
-
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self.watcher = PaymentWatcher()
-
-    async def run(self) -> None:
-        billing = self.gw.client.app[BILLING]
-        await self.watcher.run(self.gw.db, billing.sources, cache=billing.cache, redis=self.gw.client.app[REDIS])
 
 
 async def open_checkout(open_page: OpenPage, gw: Gateway, permission: dict[str, Any], **viewport: Any) -> Page:
@@ -69,23 +54,22 @@ async def test_the_zcash_checkout_shows_the_amount_and_a_qr_code_of_its_zip321_u
 
 async def test_paying_through_the_stand_in_turns_the_page_active_without_a_reload(gw: Gateway,
                                                                                  open_page: OpenPage) -> None:
-    watcher = Watcher(gw)
     permission = await gw.create_permission("10", "2.5")
     page = await open_checkout(open_page, gw, permission)
     await page.evaluate("window.notReloaded = true")
 
     await gw.pay(permission["payment_address"], "10")
-    await watcher.run()
+    await gw.jobs.watch_payments()
     await expect(page.locator("#phase")).to_have_attribute("data-phase", "seen")
     await expect(page.locator("#phase-detail")).to_have_text(f"in the mempool: 0 of {MIN_CONFIRMATIONS} confirmations")
     await expect(page.locator("#payments")).to_contain_text("10.00000000 ZEC")
     await screenshot(page, "checkout-zcash-seen")
 
     await gw.mine(1)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     await expect(page.locator("#phase-detail")).to_have_text(f"1 of {MIN_CONFIRMATIONS} confirmations")
     await gw.mine(MIN_CONFIRMATIONS - 1)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     await expect(page.locator("#phase")).to_have_attribute("data-phase", "active")
     await expect(page.locator("#phase")).to_have_text("Paid: active")
     await expect(page.locator("#pay-chain")).to_be_hidden()
@@ -95,12 +79,11 @@ async def test_paying_through_the_stand_in_turns_the_page_active_without_a_reloa
 
 async def test_a_partial_payment_shows_what_is_missing_and_an_over_payment_is_named(gw: Gateway,
                                                                                    open_page: OpenPage) -> None:
-    watcher = Watcher(gw)
     permission = await gw.create_permission("10", "2.5")
     page = await open_checkout(open_page, gw, permission)
     await gw.pay(permission["payment_address"], "4")
     await gw.mine(MIN_CONFIRMATIONS)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     await expect(page.locator("#phase")).to_have_attribute("data-phase", "partial")
     await expect(page.locator("#progress")).to_have_text("4.00000000 of 10.00000000 ZEC received, 6.00000000 missing")
     await expect(page.locator("#send-amount")).to_have_text("6.00000000")
@@ -110,7 +93,7 @@ async def test_a_partial_payment_shows_what_is_missing_and_an_over_payment_is_na
 
     await gw.pay(permission["payment_address"], "7")
     await gw.mine(MIN_CONFIRMATIONS)
-    await watcher.run()
+    await gw.jobs.watch_payments()
     await expect(page.locator("#phase")).to_have_attribute("data-phase", "active")
     await expect(page.locator("#notes")).to_contain_text("Over-payment: 1.00000000 ZEC more than asked")
 
@@ -168,11 +151,11 @@ async def test_the_wallet_view_shows_remaining_hours_going_down_while_a_session_
 
     await gw.backdate_session(opened["session_id"], 360)
     started = await gw.db.fetchval("SELECT started_at FROM sessions WHERE id = $1", opened["session_id"])
-    await billing_tick(gw.db, at=started + timedelta(seconds=360))
-    await gw.client.app[BILLING].cache.invalidate(permission["permission_id"])
+    await gw.jobs.billing_tick(at=started + timedelta(seconds=360))
     await expect(page.locator("#remaining-hours")).to_have_text("3.900000")
     await expect(page.locator("#remaining-amount")).to_have_text("9.75000000 ZEC")
-    await expect(page.locator("#ledger")).to_contain_text("-0.25000000 ZEC")
+    await expect(page.locator("#sessions")).to_contain_text("0.25000000 ZEC")
+    await expect(page.locator("#ledger")).to_contain_text("10.00000000 ZEC")
     await expect(page.locator("#top-up")).to_contain_text("Top up (any amount)")
     assert await decode_qr(page, "#top-up-qr") == f"zcash:{permission['payment_address']}"
     assert permission["permission_token"] not in page.url

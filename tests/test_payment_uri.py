@@ -10,7 +10,7 @@ import pytest
 
 from billing.checkout import CheckoutPhase, checkout_progress
 from billing.payment_uri import eip681_uri, zec_amount, zip321_uri
-from billing.permissions import PaymentRow, Permission, PermissionStatus
+from billing.permissions import PaymentRow, PaymentStatus, Permission, PermissionStatus
 
 ZAT = 100_000_000
 SAPLING = "ztestsapling10yy2ex5dcqkclhc7z7yrnjq2z6feyjad56ptwlfgmy77dmaqqrl9gyhprdx59qgmsnyfska2kez"
@@ -75,7 +75,8 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 def permission(status: PermissionStatus = PermissionStatus.PENDING_PAYMENT, *, funded: int = 0,
                expires_in: timedelta = timedelta(days=30)) -> Permission:
     return Permission(
-        id=uuid4(), funding_source="zcash", asset="ZEC", user_wallet_address="zs1payer", approved_amount=10 * ZAT,
+        id=uuid4(), funding_source="zcash", asset="ZEC", asset_decimals=8, user_wallet_address="zs1payer",
+        approved_amount=10 * ZAT,
         rate_per_hour=ZAT, duration_days=30, status=status, balance=funded, funded_amount=funded, charged_amount=0,
         payment_address="zs1pay", payment_locator="0", checkout_url=None, created_at=NOW - timedelta(hours=1),
         activated_at=None, expires_at=NOW + expires_in, payment_due_at=NOW + timedelta(hours=23))
@@ -83,7 +84,7 @@ def permission(status: PermissionStatus = PermissionStatus.PENDING_PAYMENT, *, f
 
 def payment(amount: int, confirmations: int, status: str = "seen") -> PaymentRow:
     return PaymentRow(txid=uuid4().hex, output_index=0, amount=amount, confirmations=confirmations,
-                      block_height=None, status=status, first_seen_at=NOW)
+                      block_height=None, status=PaymentStatus(status), first_seen_at=NOW)
 
 
 @pytest.mark.parametrize(("state", "payments", "phase", "missing"), [

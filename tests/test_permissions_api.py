@@ -177,7 +177,7 @@ async def test_same_txid_output_funds_one_permission_only(gw: Gateway) -> None:
     assert (await gw.verify(first))["status"] == "active"
     # The same output offered again for another permission (as a node listing it under another address would):
     from billing.permissions import apply_payments
-    from chains.base import Payment
+    from kernel.funding import Payment
 
     async with gw.db.acquire() as conn:
         replayed = await apply_payments(conn, second["permission_id"],

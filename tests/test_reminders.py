@@ -7,7 +7,6 @@ import asyncio
 from datetime import datetime, timedelta
 
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
-from gateway.keys import BILLING
 from tests.conftest import Gateway
 from tests.webhook_fixtures import WebhookReceiver
 
@@ -59,14 +58,14 @@ async def test_expiry_reminders_are_queued_once_each_at_their_lead(signing_gw: G
     without_url = await gw.funded_permission("10", "2.5")
     expires_at = await _expires_at(gw, permission)
 
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=expires_at - timedelta(hours=73)) == 0
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=expires_at - timedelta(hours=70)) == 1
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=expires_at - timedelta(hours=70)) == 0
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=expires_at - timedelta(hours=30)) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=73)) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=70)) == 1
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=70)) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=30)) == 0
     assert await _reminder_kinds(gw, permission) == ["expires_in_72h"]
 
     # several replicas at the same instant: one message in all
-    counts = await asyncio.gather(*(enqueue_due_reminders(gw.db, policy=POLICY, now=expires_at - timedelta(hours=2))
+    counts = await asyncio.gather(*(enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=2))
                                     for _ in range(5)))
     assert sum(counts) == 1
     assert await _reminder_kinds(gw, permission) == ["expires_in_24h", "expires_in_72h"]
@@ -86,7 +85,7 @@ async def test_a_short_permission_gets_only_the_nearest_lead(signing_gw: Gateway
                                                              webhook_receiver: WebhookReceiver) -> None:
     permission = await _permission_with_url(signing_gw, webhook_receiver.url)
     expires_at = await _expires_at(signing_gw, permission)
-    assert await enqueue_due_reminders(signing_gw.db, policy=POLICY, now=expires_at - timedelta(hours=20)) == 1
+    assert await enqueue_due_reminders(signing_gw.database, policy=POLICY, now=expires_at - timedelta(hours=20)) == 1
     assert await _reminder_kinds(signing_gw, permission) == ["expires_in_24h"]
 
 
@@ -105,18 +104,18 @@ async def test_low_balance_reminder_and_the_permission_view(signing_gw: Gateway,
 
     await gw.end_session(opened["session_code"])  # 2.5 ZEC left: 25 %, not below 20 %
     now = await gw.db.fetchval("SELECT now()")
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=now) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=now) == 0
     _, second = await gw.open_session(permission, vendor["vendor_id"])
     await gw.backdate_session(second["session_id"], 720)  # 0.5 ZEC more: 2 ZEC left, 20 %: not below
     await gw.end_session(second["session_code"])
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=now) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=now) == 0
     _, third = await gw.open_session(permission, vendor["vendor_id"])
     await gw.backdate_session(third["session_id"], 36)  # 0.025 ZEC more: below 20 %
     await gw.end_session(third["session_code"])
     _, before = await gw.call("GET", path, token=permission["permission_token"])  # cached for a few seconds
     assert before["reminders"] == []
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=now, cache=gw.client.app[BILLING].cache) == 1
-    assert await enqueue_due_reminders(gw.db, policy=POLICY, now=now) == 0
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=now) == 1
+    assert await enqueue_due_reminders(gw.database, policy=POLICY, now=now) == 0
 
     status, shown = await gw.call("GET", path, token=permission["permission_token"])
     assert status == 200 and shown["renewal_due"] is True and shown["projected_run_out_at"] is None

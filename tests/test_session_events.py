@@ -35,10 +35,12 @@ async def next_event(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
 
 
 async def charge(gw: Gateway, permission_id: str, session_id: str, amount: int) -> None:
-    """What a billing tick does to one session (the tick itself is the scheduler's; here the change is made by hand)."""
+    """What a billing tick's settlement does to one session (the tick itself is the scheduler's; here the change is
+    made by hand)."""
     async with gw.db.acquire() as conn, conn.transaction():
         await post_entry(conn, permission_id, EntryKind.CHARGE, -amount, session_id=session_id)
-        await conn.execute("UPDATE sessions SET charged_amount = charged_amount + $2 WHERE id = $1", session_id, amount)
+        await conn.execute("UPDATE sessions SET charged_amount = charged_amount + $2, "
+                           "settled_amount = settled_amount + $2 WHERE id = $1", session_id, amount)
 
 
 async def _stream_a_session(gw: Gateway) -> None:

@@ -22,9 +22,7 @@ from billing.charging import billing_tick
 from billing.direct_charges import allocate_direct_charge_addresses
 from billing.outbox import RetryPolicy
 from billing.webhooks import vendor_secret
-from gateway.keys import BILLING
-from scheduler.delivery import DeliverySummary, deliver_due
-from scheduler.watcher import PaymentWatcher
+from billing.delivery import DeliverySummary, deliver_due
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
@@ -60,7 +58,7 @@ async def _events(gw: Gateway, event_type: str | None = None) -> list[dict[str, 
 
 async def _deliver(gw: Gateway, http: aiohttp.ClientSession, now: datetime, *,
                    timeout_seconds: float = 2) -> DeliverySummary:
-    return await deliver_due(gw.db, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
+    return await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
                              timeout_seconds=timeout_seconds)
 
 
@@ -127,12 +125,12 @@ async def test_session_and_exhaustion_events_are_written_once(signing_gw: Gatewa
     assert payload["data"]["session_id"] == mine["session_id"]
 
     t0 = max(await _started_at(gw, mine["session_id"]), await _started_at(gw, theirs["session_id"]))
-    await billing_tick(gw.db, at=t0 + timedelta(minutes=30))
+    await billing_tick(gw.database, at=t0 + timedelta(minutes=30))
     assert len(await _events(gw)) == 1
     ran_dry = t0 + timedelta(minutes=90)  # 1.5 owed by each session, 2 held: the second session is cut short
-    await asyncio.gather(billing_tick(gw.db, at=ran_dry), billing_tick(gw.db, at=ran_dry))
-    await billing_tick(gw.db, at=ran_dry)
-    await billing_tick(gw.db, at=ran_dry + timedelta(minutes=5))
+    await asyncio.gather(billing_tick(gw.database, at=ran_dry), billing_tick(gw.database, at=ran_dry))
+    await billing_tick(gw.database, at=ran_dry)
+    await billing_tick(gw.database, at=ran_dry + timedelta(minutes=5))
 
     [ended] = await _events(gw, "session.ended")
     assert str(ended["vendor_id"]) == hooked["vendor_id"]
@@ -166,7 +164,7 @@ async def test_a_top_up_is_announced_to_vendors_that_streamed_on_the_permission(
     permission = await gw.funded_permission("1", "1")
     assert await _events(gw, "payment.confirmed") == []  # its first payment: no vendor streamed on it yet
     _, opened = await gw.open_session(permission, hooked["vendor_id"])
-    await billing_tick(gw.db, at=await _started_at(gw, opened["session_id"]) + timedelta(hours=2))
+    await billing_tick(gw.database, at=await _started_at(gw, opened["session_id"]) + timedelta(hours=2))
     assert await gw.db.fetchval("SELECT status FROM permissions WHERE id = $1",
                                 permission["permission_id"]) == "exhausted"
 
@@ -188,10 +186,10 @@ async def test_a_paid_direct_charge_is_announced_once(signing_gw: Gateway) -> No
     permission = await gw.funded_permission("1", "1")
     _, opened = await gw.open_session(permission, credit["vendor_id"])
     t0 = await _started_at(gw, opened["session_id"])
-    await billing_tick(gw.db, at=t0 + timedelta(minutes=66))  # runs on credit: the permission is exhausted
+    await billing_tick(gw.database, at=t0 + timedelta(minutes=66))  # runs on credit: the permission is exhausted
     assert len(await _events(gw, "permission.exhausted")) == 1 and await _events(gw, "session.ended") == []
-    assert await allocate_direct_charge_addresses(gw.db, gw.client.app[BILLING].sources) == 1
-    await billing_tick(gw.db, at=t0 + timedelta(minutes=76))  # grace over
+    assert await gw.jobs.allocate_direct_charge_addresses() == 1
+    await billing_tick(gw.database, at=t0 + timedelta(minutes=76))  # grace over
     [ended] = await _events(gw, "session.ended")
     assert ended["payload"]["data"]["status"] == "pending_payment"
     assert ended["payload"]["data"]["uncovered_amount"] == "0.26666666"
@@ -199,9 +197,8 @@ async def test_a_paid_direct_charge_is_announced_once(signing_gw: Gateway) -> No
     charge = await gw.db.fetchrow("SELECT id, payment_address FROM direct_charges")
     await gw.pay(charge["payment_address"], "0.26666666")
     await gw.mine(MIN_CONFIRMATIONS)
-    watcher = PaymentWatcher()
     for _ in range(2):
-        await watcher.run(gw.db, gw.client.app[BILLING].sources, min_confirmations={"zcash": MIN_CONFIRMATIONS})
+        await gw.jobs.watch_payments()
     [paid] = await _events(gw, "direct_charge.paid")
     assert paid["payload"]["id"] == f"direct_charge.paid:{charge['id']}"
     data = paid["payload"]["data"]
@@ -350,7 +347,7 @@ async def test_a_silent_receiver_does_not_delay_the_billing_tick(
     delivery = asyncio.create_task(_deliver(gw, http, datetime.now(UTC), timeout_seconds=5))
     await asyncio.wait_for(arrived.wait(), 10)
 
-    result = await billing_tick(gw.db, at=await _started_at(gw, opened["session_id"]) + timedelta(hours=2))
+    result = await billing_tick(gw.database, at=await _started_at(gw, opened["session_id"]) + timedelta(hours=2))
     assert result.sessions_ended == 1 and not delivery.done()  # the tick finished; the delivery still hangs
     assert len(await _events(gw, "session.ended")) == 1
     assert await gw.db.fetchval("SELECT status FROM outbox WHERE event_type = 'session.started'") == "pending"

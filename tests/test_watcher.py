@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from chains.base import FundingRequest
-from gateway.keys import BILLING, REDIS
-from scheduler.watcher import PaymentWatcher, WatcherSummary
+from kernel.funding import FundingRequest
+from gateway.keys import REDIS
+from billing.watcher import PaymentWatcher, WatcherSummary
 from tests.conftest import MIN_CONFIRMATIONS, Gateway
 
 
@@ -17,12 +17,10 @@ class Watching:
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.watcher = PaymentWatcher()
+        self.watcher = PaymentWatcher(gw.database, gw.services.sources)
 
     async def run_once(self, *, now: datetime) -> WatcherSummary:
-        billing = self.gw.client.app[BILLING]
-        return await self.watcher.run(self.gw.db, billing.sources, cache=billing.cache,
-                                      redis=self.gw.client.app[REDIS], now=now)
+        return await self.watcher.run(now=now)
 
 
 def _watcher(gw: Gateway) -> Watching:
@@ -84,7 +82,7 @@ async def test_a_direct_charge_paid_on_chain_confirms_its_session(gw: Gateway) -
     vendor = await gw.create_vendor()
     permission = await gw.funded_permission("1", "1")
     _, opened = await gw.open_session(permission, vendor["vendor_id"])
-    source = gw.client.app[BILLING].sources["zcash"]
+    source = gw.services.sources.source("zcash")
     where = await source.prepare_funding(FundingRequest(reference="direct", asset="ZEC", amount_units=50_000_000))
     # what the billing tick leaves behind when the permission ran dry and the vendor's grace ended
     await gw.db.execute("UPDATE sessions SET status = 'pending_payment', ended_at = now() WHERE id = $1",

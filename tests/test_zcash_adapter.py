@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from billing.errors import InvalidAddress, ServiceUnavailable
-from chains.base import FundingRequest, FundingSource, PaymentTarget
+from kernel.errors import InvalidAddress, ServiceUnavailable
+from kernel.funding import FundingRequest, FundingSource, PaymentTarget
 from chains.zcash import ZcashFundingSource
 from chains.zcash_address import ZcashNetwork, decode_address, encode_transparent, encode_unified
 from regtest.zcash_node import RunningNode, start_zcash_regtest
@@ -156,22 +156,22 @@ async def test_zallet_sync_lock_is_waited_out(zcash_source: ZcashFundingSource, 
 
 async def test_transparent_balance(zcash_source: ZcashFundingSource, zcash_control: RegtestControl) -> None:
     shielded_only = encode_unified(ZcashNetwork.REGTEST, {"sapling": bytes(43)})
-    assert await zcash_source.transparent_balance(shielded_only) == 0
+    assert (await zcash_source.wallet_balance(shielded_only, "ZEC")).units == 0
 
     with_transparent = encode_unified(ZcashNetwork.REGTEST, {"p2pkh": bytes(range(20)), "sapling": bytes(43)})
     taddr = decode_address(with_transparent).transparent_receiver()
     assert taddr is not None
     await zcash_control.pay(taddr, "0.7")
-    assert await zcash_source.transparent_balance(with_transparent) == 0  # confirmed only
+    assert (await zcash_source.wallet_balance(with_transparent, "ZEC")).units == 0  # confirmed only
     await zcash_control.mine(1)
-    assert await zcash_source.transparent_balance(with_transparent) == 70_000_000
-    assert await zcash_source.transparent_balance(taddr) == 70_000_000
+    assert (await zcash_source.wallet_balance(with_transparent, "ZEC")).units == 70_000_000
+    assert (await zcash_source.wallet_balance(taddr, "ZEC")).units == 70_000_000
 
 
 async def test_transparent_balance_without_address_index_is_unknown() -> None:
     node = await start_zcash_regtest(rpcuser=ZCASH_RPC_USER, rpcpassword="pw", address_index=False)
     source = source_for(node)
-    assert await source.transparent_balance(encode_transparent(ZcashNetwork.TEST, "p2pkh", bytes(20))) is None
+    assert (await source.wallet_balance(encode_transparent(ZcashNetwork.TEST, "p2pkh", bytes(20)), "ZEC")).units is None
     await source.close()
     await node.stop()
 

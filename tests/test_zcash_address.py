@@ -9,7 +9,7 @@ from __future__ import annotations
 import base58
 import pytest
 
-from billing.errors import InvalidAddress
+from kernel.errors import InvalidAddress
 from chains.zcash_address import (
     Bech32Variant,
     ZcashAddress,

@@ -80,6 +80,15 @@ async def test_zcashd_http_statuses_and_content_type(http: aiohttp.ClientSession
     await node.stop()
 
 
+async def test_requests_over_one_mebibyte_are_refused(http: aiohttp.ClientSession) -> None:
+    node = await start_zcash_regtest(rpcuser=ZCASH_RPC_USER, rpcpassword="pw")
+    body = encode_json(rpc("getblockcount", "x" * 1024**2)).encode()
+    headers = {"Authorization": aiohttp.encode_basic_auth(ZCASH_RPC_USER, "pw")}
+    async with http.post(node.url, data=body, headers=headers) as response:
+        assert response.status == 413
+    await node.stop()
+
+
 async def test_zallet_and_zebrad_http_statuses_and_content_type(http: aiohttp.ClientSession) -> None:
     node = await start_zcash_regtest(rpcuser=ZCASH_RPC_USER, rpcpassword="pw", personality="zallet")
     wallet, chain = node.url, node.node_url

@@ -13,6 +13,7 @@ import sys
 
 from billing.charging import billing_tick
 from billing.db import create_pool
+from billing.unit_of_work import Database
 
 
 async def main(dsn: str, ticks: int, batch_size: int) -> None:
@@ -20,7 +21,7 @@ async def main(dsn: str, ticks: int, batch_size: int) -> None:
     print("started", flush=True)
     done = 0
     while ticks == 0 or done < ticks:
-        await billing_tick(pool, batch_size=batch_size)
+        await billing_tick(Database(pool), batch_size=batch_size)
         done += 1
     await pool.close()
 

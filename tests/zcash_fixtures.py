@@ -1,8 +1,8 @@
 """Pytest fixtures for the Zcash regtest stand-in, in both personalities, over real HTTP.
 
 - `zcash_node`: a RunningNode per personality ("zcashd", then "zallet" with zebrad at `/node`);
-- `zcash_control`: a `RegtestControl` driving that node as a test would (faucet payments, mining, reorgs,
-  Zallet's sync lock);
+- `zcash_control`: a `RegtestControl` driving that node as a test would (faucet payments, sends from wallet
+  addresses and sweeps, mining, reorgs, Zallet's sync lock, the send failure hook);
 - `zcash_source`: a `ZcashFundingSource` wired to that node (personality detected automatically).
 
 Registered in tests/conftest.py with `pytest_plugins`.
@@ -21,8 +21,10 @@ import pytest
 
 from chains.jsonrpc import JsonRpcClient
 from chains.zcash import ZcashFundingSource
-from chains.zcash_address import ZcashNetwork
+from chains.zcash_address import ZcashNetwork, decode_address, encode_sapling, encode_unified
 from regtest.zcash_node import PERSONALITIES, RunningNode, start_zcash_regtest
+
+ZIP317_MARGINAL_FEE_ZAT = 5_000
 
 ZCASH_RPC_USER = "paygo-regtest"
 ZCASH_MIN_CONFIRMATIONS = 2
@@ -80,6 +82,47 @@ class RegtestControl:
         """Make wallet methods answer `code` (-28, -10 or -2), for the next `calls` calls or until cleared."""
         params: list[Any] = [code] if calls is None else [code, calls]
         await self.wallet.call("regtest_setwalletsyncing", *params)
+
+    async def send_from(
+        self, from_address: str, recipients: list[tuple[str, int]], *, minconf: int = 1,
+        privacy_policy: str | None = None,
+    ) -> str:
+        """`z_sendmany` from a wallet address, paying (address, zatoshis) pairs with the node's fee; returns the
+        operation id. minconf 1: the nodes' defaults (10; Zallet 3 for its change) would need more blocks."""
+        amounts = [{"address": address, "amount": Decimal(value).scaleb(-8)} for address, value in recipients]
+        params: list[Any] = [from_address, amounts, minconf]
+        if privacy_policy is not None:
+            params += [None, privacy_policy]
+        return await self.wallet.send("z_sendmany", *params)
+
+    async def sweep(self, address: str, to_address: str) -> str:
+        """Move every confirmed note received at `address` to `to_address` (another wallet address), as an
+        operator empties a per-payment address: one send from `address` of the notes' total minus the ZIP 317
+        fee (5,000 zatoshis per input, at least 2 actions). Returns the txid."""
+        notes = await self.unspent_at(address, minconf=1)
+        total = sum(self.value_zat(row) for row in notes)
+        fee = ZIP317_MARGINAL_FEE_ZAT * max(2, len(notes))
+        opid = await self.send_from(address, [(to_address, total - fee)])
+        return await self.wait_for_operation(opid)
+
+    async def unspent_at(self, address: str, minconf: int = 0) -> list[dict[str, Any]]:
+        """The unspent notes received at `address` (Zallet's filter is per account, so narrow it by receiver)."""
+        rows = await self.wallet.call("z_listunspent", minconf, 9_999_999, False, [address])
+        if self.personality == "zcashd":
+            return rows
+        receivers = decode_address(address).receivers
+        received_at = {encode_sapling(ZcashNetwork.REGTEST, receivers["sapling"])} if "sapling" in receivers else set()
+        if "orchard" in receivers:
+            received_at.add(encode_unified(ZcashNetwork.REGTEST, {"orchard": receivers["orchard"]}))
+        return [row for row in rows if row.get("address") in received_at]
+
+    def value_zat(self, row: dict[str, Any]) -> int:
+        """A z_listunspent row's value in zatoshis (zcashd `amountZat`, Zallet `valueZat`)."""
+        return row["amountZat"] if self.personality == "zcashd" else row["valueZat"]
+
+    async def fail_next_send(self, mode: str | None) -> None:
+        """Arm the stand-in's `regtest_failnextsend` hook: "hang", "timeout", "crash_after_send", or None."""
+        await self.wallet.call("regtest_failnextsend", mode)
 
     async def new_account(self) -> int | str:
         """A new wallet account, as z_getaddressforaccount takes it (zcashd number, Zallet UUID)."""

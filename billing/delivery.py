@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
-import asyncpg
 
-from billing.cache import PermissionCache
 from billing.outbox import OutboxMessage, RetryPolicy, claim_due, mark_delivered, mark_failed
+from billing.unit_of_work import Database
 from billing.vendor_webhooks import LoggedAttempt, record_attempts
 from billing.webhooks import SIGNATURE_HEADER, permission_secret, sign, vendor_secret
 
@@ -80,7 +79,7 @@ async def _post(http: aiohttp.ClientSession, message: OutboxMessage, signing_key
 
 
 async def deliver_due(
-    pool: asyncpg.Pool,
+    db: Database,
     http: aiohttp.ClientSession,
     *,
     signing_key: str | None,
@@ -88,22 +87,22 @@ async def deliver_due(
     now: datetime,
     timeout_seconds: float,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    cache: PermissionCache | None = None,
 ) -> DeliverySummary:
     """Deliver one batch of due messages. Without a signing key nothing is sent (no receiver can be configured
-    without one, see WEBHOOK_SIGNING_KEY) and the messages wait. `cache`: permission views to refresh (they show
-    their reminders' delivery status)."""
+    without one, see WEBHOOK_SIGNING_KEY) and the messages wait. Permissions whose reminders were attempted are
+    announced as changed (their views show the reminders' delivery status)."""
     if signing_key is None:
         return DeliverySummary(0, 0, 0, 0)
     lease = timedelta(seconds=timeout_seconds * 2 + 30)  # longer than any send, so a live holder keeps its lease
-    async with pool.acquire() as conn:
-        messages = await claim_due(conn, now=now, limit=batch_size, lease=lease)
+    async with db.transaction() as work:
+        messages = await claim_due(work.conn, now=now, limit=batch_size, lease=lease)
     attempts = await asyncio.gather(
         *(_post(http, message, signing_key, now=now, timeout_seconds=timeout_seconds) for message in messages)
     )
     delivered = retrying = dead = 0
     logged: list[LoggedAttempt] = []
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.transaction() as work:
+        conn = work.conn
         for message, attempt in zip(messages, attempts, strict=True):
             if attempt.error is None:
                 applied = await mark_delivered(conn, message, now=now, status_code=attempt.status_code)
@@ -118,6 +117,5 @@ async def deliver_due(
             logged.append(LoggedAttempt(message.id, message.attempts, outcome, attempt.status_code, attempt.error,
                                         attempt.duration_ms))
         await record_attempts(conn, logged, at=now)
-    if cache is not None:
-        await cache.invalidate(*{m.permission_id for m in messages if m.permission_id is not None})
+        work.changed(permissions=[m.permission_id for m in messages if m.permission_id is not None])
     return DeliverySummary(len(messages), delivered, retrying, dead)

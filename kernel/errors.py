@@ -39,6 +39,18 @@ class InvalidAddress(InvalidRequest):
     code = "invalid_address"
 
 
+class InvalidSignature(PayGoError):
+    """A signed body (a processor's webhook) whose signature does not sign it, or is too old."""
+
+    code = "invalid_signature"
+
+
+class InvalidEvent(PayGoError):
+    """A correctly signed body that is not an event we can read."""
+
+    code = "invalid_event"
+
+
 class Unauthorized(PayGoError):
     status = 401
     code = "unauthorized"

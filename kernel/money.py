@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 
-from billing.assets import Asset
-from billing.errors import InvalidAmount
+from kernel.assets import Asset
+from kernel.errors import InvalidAmount
 
 SECONDS_PER_HOUR = 3600
 HOURS_DECIMALS = 6  # hours are shown truncated to the microhour (3.6 ms), never rounded up

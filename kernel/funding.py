@@ -1,15 +1,20 @@
-"""The one interface every funding source implements: Zcash, Ethereum, and card credits (Stripe).
+"""The one interface every funding source implements (Zcash, Ethereum, card credits), and the optional abilities
+some of them declare.
 
 Billing never talks to a node or a processor directly; it asks a `FundingSource` to prepare where a payment
 should go, to report the payments seen for some targets, and how its chain is doing. Results are small frozen
 values; a payment carries its confirmations so billing (not the adapter) decides when it counts.
+
+An ability only some sources have is a small Protocol of its own (`ReadsWalletBalance`, `RefundsPayments`,
+`SignsSpendAuthorizations`, `ReadsCardEvents`). The wiring checks each source against them once, at start-up, and
+hands billing the abilities it found: nothing downcasts a source to its concrete class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +70,19 @@ class Payment:
     block_hash: str | None = None
     memo: str | None = None
 
-    @property
-    def on_chain(self) -> bool:
-        return self.confirmations > 0
-
     def counts_with(self, min_confirmations: int) -> bool:
         """Whether this payment is deep enough to be credited."""
-        return self.confirmations >= max(min_confirmations, 1)
+        return deep_enough(self.confirmations, min_confirmations)
+
+
+def required_depth(min_confirmations: int) -> int:
+    """The one confirmation-depth rule: at least the threshold, and never less than one (a mempool payment never
+    counts). SQL that compares `payments.confirmations` is given this number."""
+    return max(min_confirmations, 1)
+
+
+def deep_enough(confirmations: int, min_confirmations: int) -> bool:
+    return confirmations >= required_depth(min_confirmations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +100,7 @@ class SourceStatus:
 
 @runtime_checkable
 class FundingSource(Protocol):
-    """A funding source. Every method that reaches the network may raise `billing.errors.ServiceUnavailable`."""
+    """A funding source. Every method that reaches the network may raise `kernel.errors.ServiceUnavailable`."""
 
     name: str  # "zcash", "ethereum", "card"
     min_confirmations: int
@@ -112,4 +123,73 @@ class FundingSource(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+# --- optional abilities ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WalletBalance:
+    """What a node can see of a wallet. `units` is None when the node cannot tell (an address index is disabled);
+    `hidden` says part of the balance is invisible to it (shielded funds need the wallet's viewing key)."""
+
+    units: int | None
+    hidden: bool = False
+    block_number: int | None = None
+
+
+@runtime_checkable
+class ReadsWalletBalance(Protocol):
+    name: str
+
+    async def wallet_balance(self, address: str, asset: str) -> WalletBalance:
+        """The balance of `asset` the node sees for a (validated) address."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefundReceipt:
+    refund_id: str
+    status: str  # the processor's: pending, succeeded, failed, ...
+    amount_units: int
+
+
+@runtime_checkable
+class RefundsPayments(Protocol):
+    name: str
+
+    async def refund(self, payment_txid: str, amount_units: int, reference: str) -> RefundReceipt:
+        """Give `amount_units` of a payment back; the same `reference` never refunds twice."""
+        ...
+
+
+@runtime_checkable
+class SignsSpendAuthorizations(Protocol):
+    """A chain whose wallets authorize a permission by signing its terms (Ethereum's EIP-712)."""
+
+    name: str
+    chain_id: int
+    service_address: str
+
+    def asset_contract(self, asset: str) -> str:
+        """The contract address the signed terms name for `asset` (the zero address for the native coin)."""
+        ...
+
+    def normalise_transaction_id(self, txid: str) -> str:
+        """A transaction id as stored, or `InvalidRequest` when malformed."""
+        ...
+
+
+@runtime_checkable
+class ReadsCardEvents(Protocol):
+    """A card processor whose signed webhook events billing folds into permissions."""
+
+    name: str
+
+    def verified_event(self, payload: bytes, signature_header: str) -> dict[str, Any]:
+        """The event in `payload` if `signature_header` signs it (else `InvalidSignature`), amounts as Decimal."""
+        ...
+
+    def payment_of_checkout(self, checkout: Mapping[str, Any]) -> Payment | None:
+        """A paid checkout as the one payment it is; None until it is paid."""
         ...

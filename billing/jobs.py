@@ -1,0 +1,91 @@
+"""The scheduler's jobs, as billing decides them: what each run does (the scheduler only decides *when*).
+
+Every job is safe to run in any number of processes at once: each settles its own concurrency in PostgreSQL (row
+locks with SKIP LOCKED, unique keys, charges computed from time). Each run is recorded in `job_runs` (start,
+success or error, duration), which health and the `scheduler_health` view read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiohttp
+
+from billing.charging import DEFAULT_BATCH_SIZE, ChargeResult, billing_tick, expire_permissions
+from billing.delivery import DeliverySummary, deliver_due
+from billing.direct_charges import allocate_direct_charge_addresses
+from billing.outbox import RetryPolicy
+from billing.reminders import ReminderPolicy, enqueue_due_reminders
+from billing.sources import FundingSources
+from billing.unit_of_work import Database
+from billing.watcher import PaymentWatcher, WatcherSummary
+
+MAX_ERROR_LENGTH = 500
+
+
+class JobService:
+    def __init__(self, db: Database, sources: FundingSources, http: aiohttp.ClientSession, *,
+                 reminder_policy: ReminderPolicy, retry_policy: RetryPolicy, webhook_signing_key: str | None,
+                 webhook_timeout_seconds: int) -> None:
+        self.db = db
+        self.sources = sources
+        self.http = http
+        self.reminder_policy = reminder_policy
+        self.retry_policy = retry_policy
+        self.webhook_signing_key = webhook_signing_key
+        self.webhook_timeout_seconds = webhook_timeout_seconds
+        self.watcher = PaymentWatcher(db, sources)
+
+    async def billing_tick(self, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> ChargeResult:
+        """Charge every active session what it owes (at `at`, database time when None); then give new direct
+        charges an address."""
+        result = await billing_tick(self.db, at=at, batch_size=batch_size)
+        await self.allocate_direct_charge_addresses()
+        return result
+
+    async def allocate_direct_charge_addresses(self) -> int:
+        """Give open direct charges without an address one from their funding source; how many got one."""
+        return await allocate_direct_charge_addresses(self.db.pool, self.sources.all)
+
+    async def expire(self, *, at: datetime | None = None) -> tuple[ChargeResult, list[object]]:
+        charged, expired = await expire_permissions(self.db, at=at)
+        return charged, list(expired)
+
+    async def watch_payments(self, *, now: datetime | None = None) -> WatcherSummary:
+        return await self.watcher.run(now=now)
+
+    async def remind(self, *, now: datetime | None = None, policy: ReminderPolicy | None = None) -> int:
+        return await enqueue_due_reminders(self.db, policy=policy or self.reminder_policy, now=now or datetime.now(UTC))
+
+    async def deliver(self, *, now: datetime | None = None) -> DeliverySummary:
+        return await deliver_due(self.db, self.http, signing_key=self.webhook_signing_key, policy=self.retry_policy,
+                                 now=now or datetime.now(UTC), timeout_seconds=self.webhook_timeout_seconds)
+
+    async def recorded(self, name: str, run: Callable[[], Awaitable[object]]) -> object:
+        """Run one job and record its start, success or error and duration in `job_runs`."""
+        started = time.perf_counter()
+        async with self.db.connection() as conn:
+            await conn.execute(
+                """
+                INSERT INTO job_runs (job_name, last_started_at, runs) VALUES ($1, now(), 1)
+                ON CONFLICT (job_name) DO UPDATE SET last_started_at = now(), runs = job_runs.runs + 1
+                """,
+                name,
+            )
+        try:
+            result = await run()
+        except Exception as exc:
+            async with self.db.connection() as conn:
+                await conn.execute("UPDATE job_runs SET last_error = $2 WHERE job_name = $1", name,
+                                   f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
+            raise
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE job_runs SET last_succeeded_at = now(), last_error = NULL, last_duration_ms = $2 "
+                "WHERE job_name = $1",
+                name, duration_ms,
+            )
+        return result

@@ -1,0 +1,343 @@
+"""Spending permissions as the gateway asks for them: create, read, verify, find a wallet's, and what a wallet holds.
+
+Each method holds a pooled connection only for its database work, never across a call to a node or processor;
+writes go through `Database.transaction()`, so the cache and live streams learn of them after the commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from pydantic import TypeAdapter
+
+from billing.cache import PermissionCache
+from billing.card import CardDetails, card_details
+from billing.checkout import PaymentRequest, payment_request
+from billing.eip712 import (
+    MAX_UINT64,
+    MAX_UINT256,
+    SpendAuthorization,
+    check_authorization,
+    parse_uint,
+    record_authorization,
+)
+from billing.permissions import (
+    NewPermission,
+    PaymentRow,
+    PaymentStatus,
+    Permission,
+    TokenHolder,
+    apply_payments,
+    get_permission,
+    holder_of_token,
+    insert_permission,
+    latest_permission_for_wallet,
+    payments_claimed_elsewhere,
+    payments_of,
+)
+from billing.reminders import OpenSession, ReminderPolicy, SentReminder, open_sessions_of, reminders_of, renewal_due
+from billing.secrets import new_permission_token, secret_hash
+from billing.sources import FundingSources
+from billing.unit_of_work import Database
+from billing.webhooks import permission_secret, validate_notify_url
+from kernel.assets import Asset
+from kernel.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from kernel.funding import FundingRequest, PaymentTarget, WalletBalance
+from kernel.money import parse_amount
+
+DEFAULT_AUTHORIZATION_SECONDS = 3600  # how long typed data made without an `expiry` may be presented
+INDEX_RETRY_AFTER_SECONDS = 3600  # a node without an address index will not grow one soon
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTerms:
+    """A wallet's signature over a permission's terms (Ethereum: EIP-712), as the create request carries it."""
+
+    chain_id: int
+    nonce: object
+    expiry: object
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionRequest:
+    """A request for a new permission, as received (amounts not parsed yet)."""
+
+    funding_source: str
+    asset: str
+    user_wallet_address: str
+    requested_amount: object
+    rate_per_hour: object
+    duration_days: int | None = None
+    notify_url: str | None = None
+    funding_extra: dict[str, str] = field(default_factory=dict)  # source-specific options (card success_url)
+    signed: SignedTerms | None = None  # required by sources whose wallets sign their terms
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedPermission:
+    state: PermissionState
+    permission_token: str  # shown once
+    notify_secret: str | None = None  # shown once, when the permission has a notify_url
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionState:
+    """Everything an answer about one permission shows, read in one go (and cached as a whole)."""
+
+    permission: Permission
+    payments: list[PaymentRow]
+    now: datetime
+    reminders: list[SentReminder] = field(default_factory=list)
+    open_sessions: list[OpenSession] = field(default_factory=list)
+    card: CardDetails | None = None  # card permissions only
+    renewal_due: bool = False  # computed on every read from the permission, `now` and the reminder policy
+    confirmations_required: int = 1
+    payment_request: PaymentRequest | None = None  # computed on every read: what a payer should send now
+
+    @property
+    def asset(self) -> Asset:
+        """The asset as the permission recorded it (its decimals are stored with it)."""
+        p = self.permission
+        return Asset(p.asset, p.asset_decimals, p.funding_source)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReport:
+    """What a wallet holds as its node sees it, and the streaming that buys at a rate."""
+
+    wallet_address: str
+    asset: Asset
+    balance: WalletBalance
+    rate_per_hour: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionPolicy:
+    """The rules a new permission is checked against (from settings)."""
+
+    default_duration_days: int
+    max_duration_days: int
+    max_amount_units: dict[str, int]
+    webhook_signing_key: str | None = None
+    payment_window_hours: int = 24
+    reminder_policy: ReminderPolicy = field(default_factory=ReminderPolicy)
+
+
+_CACHED_STATE = TypeAdapter(PermissionState)
+
+
+class PermissionService:
+    def __init__(self, db: Database, sources: FundingSources, cache: PermissionCache,
+                 policy: PermissionPolicy) -> None:
+        self.db = db
+        self.sources = sources
+        self.cache = cache
+        self.policy = policy
+
+    # --- create ------------------------------------------------------------------------------------------------
+
+    async def create(self, request: PermissionRequest) -> CreatedPermission:
+        """Check the terms (and a wallet's signature over them, where the source asks for one), prepare where the
+        money goes, and store the permission with its token's hash."""
+        source = self.sources.source(request.funding_source)
+        asset = self.sources.asset_for(request.funding_source, request.asset)
+        wallet = source.validate_address(request.user_wallet_address)
+        maximum = self.policy.max_amount_units.get(asset.code)
+        amount = parse_amount(request.requested_amount, asset, "requested_amount", maximum)
+        rate = parse_amount(request.rate_per_hour, asset, "rate_per_hour", maximum)
+        duration = self._duration(request.duration_days)
+        notify_url = self._notify_url(request.notify_url)
+        authorization = self._signed_authorization(request)
+        permission_id = uuid4()
+        instructions = await source.prepare_funding(
+            FundingRequest(reference=str(permission_id), asset=asset.code, amount_units=amount, payer=wallet,
+                           extra=request.funding_extra)
+        )
+        token = new_permission_token()
+        async with self.db.transaction() as work:
+            await insert_permission(work.conn, NewPermission(
+                id=permission_id, funding_source=source.name, asset=asset.code, asset_decimals=asset.decimals,
+                user_wallet_address=wallet, token_hash=secret_hash(token), approved_amount=amount,
+                rate_per_hour=rate, duration_days=duration, payment_address=instructions.payment_address,
+                payment_locator=instructions.locator, checkout_url=instructions.checkout_url,
+                notify_url=notify_url, payment_window_hours=self.policy.payment_window_hours,
+            ))
+            if authorization is not None:
+                assert request.signed is not None
+                await record_authorization(work.conn, permission_id, authorization, request.signed.signature)
+        signing_key = self.policy.webhook_signing_key
+        notify_secret = (permission_secret(signing_key, permission_id)
+                         if notify_url is not None and signing_key is not None else None)
+        return CreatedPermission(await self.state(permission_id), token, notify_secret)
+
+    def _duration(self, raw: int | None) -> int:
+        if raw is None:
+            return self.policy.default_duration_days
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= self.policy.max_duration_days:
+            raise InvalidRequest(f"duration_days must be a whole number from 1 to {self.policy.max_duration_days}",
+                                 code="invalid_duration")
+        return raw
+
+    def _notify_url(self, raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        if self.policy.webhook_signing_key is None:
+            raise InvalidRequest("this gateway sends no webhooks (WEBHOOK_SIGNING_KEY is not set): omit notify_url",
+                                 code="webhooks_not_configured")
+        return validate_notify_url(raw)
+
+    # --- signed terms (Ethereum) ---------------------------------------------------------------------------------
+
+    def typed_data(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
+                   rate_per_hour: object, duration_days: int | None, expiry: object | None,
+                   nonce: object | None) -> dict[str, object]:
+        """The typed data a wallet signs for these terms; a fresh random nonce and an expiry an hour from now
+        unless given."""
+        return self.authorization_for(
+            funding_source, wallet=wallet, asset_code=asset_code, requested_amount=requested_amount,
+            rate_per_hour=rate_per_hour, duration_days=duration_days,
+            expiry=expiry if expiry is not None else int(time.time()) + DEFAULT_AUTHORIZATION_SECONDS,
+            nonce=nonce if nonce is not None else secrets.randbits(128),
+        ).typed_data()
+
+    def authorization_for(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
+                          rate_per_hour: object, duration_days: int | None, expiry: object,
+                          nonce: object) -> SpendAuthorization:
+        """The terms as the wallet signs them, parsed and normalised exactly as the permission will store them."""
+        signer = self.sources.ability(self.sources.authorizers, funding_source)
+        asset = self.sources.asset_for(funding_source, asset_code)
+        maximum = self.policy.max_amount_units.get(asset.code)
+        return SpendAuthorization(
+            chain_id=signer.chain_id,
+            wallet=self.sources.source(funding_source).validate_address(wallet),
+            spender=signer.service_address,
+            asset=signer.asset_contract(asset.code),
+            allowance=parse_amount(requested_amount, asset, "requested_amount", maximum),
+            rate_per_hour=parse_amount(rate_per_hour, asset, "rate_per_hour", maximum),
+            duration_days=duration_days if duration_days is not None else self.policy.default_duration_days,
+            expiry=parse_uint(expiry, "expiry", MAX_UINT64),
+            nonce=parse_uint(nonce, "nonce", MAX_UINT256),
+        )
+
+    def _signed_authorization(self, request: PermissionRequest) -> SpendAuthorization | None:
+        """Refuse a create whose signature does not authorize exactly these terms (sources that sign only)."""
+        if request.funding_source not in self.sources.authorizers:
+            return None
+        if request.signed is None:
+            raise InvalidRequest("this funding source needs the wallet's signed authorization",
+                                 code="invalid_signature")
+        authorization = self.authorization_for(
+            request.funding_source, wallet=request.user_wallet_address, asset_code=request.asset,
+            requested_amount=request.requested_amount, rate_per_hour=request.rate_per_hour,
+            duration_days=request.duration_days, expiry=request.signed.expiry, nonce=request.signed.nonce,
+        )
+        check_authorization(authorization, request.signed.signature, signed_chain_id=request.signed.chain_id,
+                            now=int(time.time()))
+        return authorization
+
+    # --- read --------------------------------------------------------------------------------------------------
+
+    async def holder_of_token(self, token: str) -> TokenHolder | None:
+        async with self.db.connection() as conn:
+            return await holder_of_token(conn, secret_hash(token))
+
+    async def state(self, permission_id: UUID, funding_source: str | None = None) -> PermissionState:
+        """The permission's state (from the cache when fresh); 404 when it is not `funding_source`'s."""
+        state = await self._cached(permission_id)
+        if state is None:
+            state = await self._read(permission_id)
+            await self.cache.put(permission_id, _CACHED_STATE.dump_json(state))
+        if funding_source is not None and state.permission.funding_source != funding_source:
+            raise NotFound(f"this permission is funded by {state.permission.funding_source}, not {funding_source}",
+                           code="permission_not_found")
+        return replace(state, renewal_due=renewal_due(state.permission, state.now, self.policy.reminder_policy),
+                       payment_request=payment_request(state.permission, state.payments, state.now, self.sources))
+
+    async def _cached(self, permission_id: UUID) -> PermissionState | None:
+        raw = await self.cache.get(permission_id)
+        if raw is None:
+            return None
+        return replace(_CACHED_STATE.validate_json(raw), now=datetime.now(UTC))
+
+    async def _read(self, permission_id: UUID) -> PermissionState:
+        async with self.db.connection() as conn:
+            permission = await get_permission(conn, permission_id)
+            if permission is None:
+                raise NotFound("permission not found", code="permission_not_found")
+            return PermissionState(
+                permission, await payments_of(conn, permission_id), await conn.fetchval("SELECT now()"),
+                await reminders_of(conn, permission_id), await open_sessions_of(conn, permission_id),
+                await card_details(conn, permission_id) if permission.funding_source == "card" else None,
+                confirmations_required=self.sources.confirmations_required(permission.funding_source),
+            )
+
+    async def wallet_permission_id(self, funding_source: str, address: str) -> UUID:
+        """The wallet's permission that matters most (the operator's view): its newest active one, else newest."""
+        wallet = self.sources.source(funding_source).validate_address(address)
+        async with self.db.connection() as conn:
+            permission = await latest_permission_for_wallet(conn, funding_source, wallet)
+        if permission is None:
+            raise NotFound("no permission for this wallet", code="permission_not_found")
+        return permission.id
+
+    async def state_for_wallet(self, permission_id: UUID, funding_source: str, address: str) -> PermissionState:
+        """The permission, if it belongs to this wallet of this source (a token holder's view)."""
+        state = await self.state(permission_id)
+        wallet = self.sources.source(funding_source).validate_address(address)
+        if state.permission.user_wallet_address != wallet or state.permission.funding_source != funding_source:
+            raise NotFound("no permission for this wallet under this token", code="permission_not_found")
+        return state
+
+    # --- verify ------------------------------------------------------------------------------------------------
+
+    async def verify(self, permission_id: UUID, funding_source: str,
+                     offered_txids: Sequence[str] = ()) -> PermissionState:
+        """Ask the funding source what reached the permission and credit what is confirmed.
+
+        `offered_txids` are transactions the user says paid it (Ethereum verify takes tx hashes); one that already
+        funds another permission is refused (409): one payment funds one permission."""
+        state = await self.state(permission_id, funding_source)
+        permission = state.permission
+        if permission.payment_address is None and permission.payment_locator is None:
+            return state
+        source = self.sources.source(funding_source)
+        hints: tuple[str, ...] = ()
+        if funding_source in self.sources.authorizers:
+            signer = self.sources.authorizers[funding_source]
+            offered = list(dict.fromkeys(signer.normalise_transaction_id(txid) for txid in offered_txids))
+            async with self.db.connection() as conn:
+                claimed = await payments_claimed_elsewhere(conn, funding_source, offered, permission_id)
+            if claimed:
+                raise Conflict(f"transaction {', '.join(claimed)} already funds another permission",
+                               code="payment_already_used")
+            unsettled = [p.txid for p in state.payments if p.status in PaymentStatus.unsettled()]
+            hints = tuple(dict.fromkeys([*offered, *unsettled]))
+        target = PaymentTarget(key=str(permission.id), asset=permission.asset,
+                               payment_address=permission.payment_address, locator=permission.payment_locator or "",
+                               payer=permission.user_wallet_address, hints=hints)
+        seen = (await source.find_payments([target])).get(target.key, [])
+        async with self.db.transaction() as work:
+            await apply_payments(work.conn, permission.id, seen, min_confirmations=source.min_confirmations)
+            work.changed(permissions=[permission.id])
+        return await self.state(permission_id)
+
+    # --- wallets -----------------------------------------------------------------------------------------------
+
+    async def wallet_balance(self, funding_source: str, address: str, asset_code: str,
+                             raw_rate: str | None) -> BalanceReport:
+        """What the node sees in a wallet, and (with a rate) the hours it could buy."""
+        reader = self.sources.ability(self.sources.balances, funding_source)
+        asset = self.sources.asset_for(funding_source, asset_code)
+        wallet = self.sources.source(funding_source).validate_address(address)
+        rate = parse_amount(raw_rate, asset, "rate_per_hour") if raw_rate is not None else None
+        balance = await reader.wallet_balance(wallet, asset.code)
+        if balance.units is None:
+            raise ServiceUnavailable(f"the {funding_source} node's address index is disabled, so balances cannot "
+                                     "be read", code="address_index_disabled", retry_after=INDEX_RETRY_AFTER_SECONDS)
+        return BalanceReport(wallet, asset, balance, rate)

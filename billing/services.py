@@ -1,0 +1,78 @@
+"""The one door into billing: every use case the gateway, the scheduler and the CLI may ask for, built together
+over one database (with its post-commit hook) and the configured funding sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+from billing.cache import PermissionCache
+from billing.card_service import CardService
+from billing.checkout import CheckoutService
+from billing.dashboards import DashboardService
+from billing.events import LiveNotices
+from billing.health_service import HealthService
+from billing.idempotency import IdempotencyService
+from billing.jobs import JobService
+from billing.outbox import RetryPolicy
+from billing.permission_service import PermissionPolicy, PermissionService
+from billing.report_service import ReportService
+from billing.session_service import SessionService
+from billing.sources import FundingSources
+from billing.unit_of_work import AfterCommit, Database
+from billing.vendor_service import VendorService
+
+
+@dataclass(frozen=True)
+class ServicePolicies:
+    """What the services are configured with (the wiring fills it from settings)."""
+
+    permissions: PermissionPolicy
+    retry: RetryPolicy
+    webhook_timeout_seconds: int
+    vendor_key_rotation_overlap_seconds: int
+
+
+@dataclass(frozen=True)
+class Services:
+    database: Database
+    sources: FundingSources
+    permissions: PermissionService
+    sessions: SessionService
+    vendors: VendorService
+    card: CardService
+    reports: ReportService
+    health: HealthService
+    jobs: JobService
+    idempotency: IdempotencyService
+    checkout: CheckoutService
+    dashboards: DashboardService
+
+
+def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: FundingSources,
+                   http: aiohttp.ClientSession, policies: ServicePolicies) -> Services:
+    """Every service over one database whose post-commit hook drops cached permissions and wakes live streams."""
+    cache = PermissionCache(redis)
+    db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis).on_commit]))
+    signing_key = policies.permissions.webhook_signing_key
+    permissions = PermissionService(db, sources, cache, policies.permissions)
+    return Services(
+        database=db,
+        sources=sources,
+        permissions=permissions,
+        sessions=SessionService(db, sources),
+        vendors=VendorService(db, webhook_signing_key=signing_key,
+                              default_rotation_overlap_seconds=policies.vendor_key_rotation_overlap_seconds),
+        card=CardService(db, sources),
+        reports=ReportService(db),
+        health=HealthService(db, sources, redis),
+        jobs=JobService(db, sources, http, reminder_policy=policies.permissions.reminder_policy,
+                        retry_policy=policies.retry, webhook_signing_key=signing_key,
+                        webhook_timeout_seconds=policies.webhook_timeout_seconds),
+        idempotency=IdempotencyService(db),
+        checkout=CheckoutService(db, sources),
+        dashboards=DashboardService(db, permissions),
+    )
