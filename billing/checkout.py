@@ -112,7 +112,7 @@ class CheckoutState:
     now: datetime
     confirmations_required: int
     progress: CheckoutProgress
-    payment_request: PaymentRequest | None  # what to send now (see CheckoutService.payment_request)
+    payment_request: PaymentRequest | None  # what to send now (see `payment_request`)
     unfunded_reason: str | None  # card: why Checkout did not fund it (expired, failed)
 
 
