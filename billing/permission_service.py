@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from billing.cache import PermissionCache
 from billing.card import CardDetails, card_details
+from billing.checkout import PaymentRequest, payment_request
 from billing.eip712 import (
     MAX_UINT64,
     MAX_UINT256,
@@ -97,6 +98,7 @@ class PermissionState:
     card: CardDetails | None = None  # card permissions only
     renewal_due: bool = False  # computed on every read from the permission, `now` and the reminder policy
     confirmations_required: int = 1
+    payment_request: PaymentRequest | None = None  # computed on every read: what a payer should send now
 
     @property
     def asset(self) -> Asset:
@@ -254,7 +256,8 @@ class PermissionService:
         if funding_source is not None and state.permission.funding_source != funding_source:
             raise NotFound(f"this permission is funded by {state.permission.funding_source}, not {funding_source}",
                            code="permission_not_found")
-        return replace(state, renewal_due=renewal_due(state.permission, state.now, self.policy.reminder_policy))
+        return replace(state, renewal_due=renewal_due(state.permission, state.now, self.policy.reminder_policy),
+                       payment_request=payment_request(state.permission, state.payments, state.now, self.sources))
 
     async def _cached(self, permission_id: UUID) -> PermissionState | None:
         raw = await self.cache.get(permission_id)

@@ -11,6 +11,8 @@ import redis.asyncio as aioredis
 
 from billing.cache import PermissionCache
 from billing.card_service import CardService
+from billing.checkout import CheckoutService
+from billing.dashboards import DashboardService
 from billing.events import LiveNotices
 from billing.health_service import HealthService
 from billing.idempotency import IdempotencyService
@@ -46,6 +48,8 @@ class Services:
     health: HealthService
     jobs: JobService
     idempotency: IdempotencyService
+    checkout: CheckoutService
+    dashboards: DashboardService
 
 
 def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: FundingSources,
@@ -54,10 +58,11 @@ def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: Fu
     cache = PermissionCache(redis)
     db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis).on_commit]))
     signing_key = policies.permissions.webhook_signing_key
+    permissions = PermissionService(db, sources, cache, policies.permissions)
     return Services(
         database=db,
         sources=sources,
-        permissions=PermissionService(db, sources, cache, policies.permissions),
+        permissions=permissions,
         sessions=SessionService(db, sources),
         vendors=VendorService(db, webhook_signing_key=signing_key,
                               default_rotation_overlap_seconds=policies.vendor_key_rotation_overlap_seconds),
@@ -68,4 +73,6 @@ def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: Fu
                         retry_policy=policies.retry, webhook_signing_key=signing_key,
                         webhook_timeout_seconds=policies.webhook_timeout_seconds),
         idempotency=IdempotencyService(db),
+        checkout=CheckoutService(db, sources),
+        dashboards=DashboardService(db, permissions),
     )

@@ -13,11 +13,14 @@ from billing.secrets import secret_hash
 from gateway import (
     admin,
     card,
+    dashboard_api,
     ethereum,
     events,
+    faces,
     health,
     observability,
     openapi,
+    pages,
     permissions,
     sessions,
     vendor,
@@ -51,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_KEY_HASH] = secret_hash(settings.admin_api_key) if settings.admin_api_key else None
     app.cleanup_ctx.append(_runtime)
     app.cleanup_ctx.append(events.session_event_hub)  # after the runtime: closes first
+    faces.setup_templates(app)
     app.add_routes(permissions.routes("zcash"))
     app.add_routes(permissions.zcash_routes)
     app.add_routes(ethereum.routes())
@@ -64,6 +68,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(vendor_webhooks.routes)
     app.add_routes(observability.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(dashboard_api.routes)
+    app.add_routes(pages.routes)
+    app.add_routes([faces.static_route()])
     return app
 
 

@@ -11,7 +11,7 @@ import functools
 from dataclasses import replace
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from billing.permission_service import PermissionRequest
 from billing.sources import NOT_CONFIGURED_RETRY_AFTER_SECONDS
@@ -30,6 +30,10 @@ SIGNATURE_HEADER = "Stripe-Signature"
 
 class CreateCardPermissionRequest(CreatePermissionRequest):
     """A card permission: `user_wallet_address` is the buyer's email; Stripe sends them back to these URLs."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_wallet_address": "buyer@example.com", "requested_amount": "10.00", "rate_per_hour": "2.50",
+        "duration_days": 30, "success_url": "https://shop.example/paid", "cancel_url": "https://shop.example/"}]})
 
     success_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a payer")
     cancel_url: str | None = Field(default=None, max_length=2048, description="where Checkout sends a quitter")
@@ -75,7 +79,12 @@ def _configured_only(handler: Handler) -> Handler:
 
 
 @describe(Operation(
-    summary="Stripe's webhook: checkout, refund and dispute events", tag="card", body={"type": "object"},
+    summary="Stripe's webhook: checkout, refund and dispute events", tag="card",
+    body={"type": "object", "examples": [{
+        "id": "evt_1PayGoExample", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {"id": "cs_test_a1PayGoExample", "object": "checkout.session", "payment_status": "paid",
+                            "amount_total": 1000, "currency": "usd", "payment_intent": "pi_1PayGoExample",
+                            "metadata": {"permission_id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427"}}}}]},
     response=StripeWebhookAnswer, errors=(400, 422),
     headers=(Parameter("Stripe-Signature", "`t=<unix>,v1=<HMAC-SHA256(webhook secret, \"t.body\")>`",
                        required=True),),

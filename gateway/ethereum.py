@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from billing.eip712 import SpendAuthorization
 from billing.permission_service import PermissionRequest, SignedTerms
@@ -32,10 +32,19 @@ TYPED_DATA_EXAMPLE = SpendAuthorization(
     spender="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", asset="0x0000000000000000000000000000000000000000",
     allowance=5 * 10**17, rate_per_hour=10**16, duration_days=30, expiry=1767225600, nonce=1,
 ).typed_data()
+# TYPED_DATA_EXAMPLE signed by its wallet (the first anvil/Hardhat development account after the deployer, whose
+# key is public): the create example is a request the gateway accepts on that chain before the expiry.
+TYPED_DATA_EXAMPLE_SIGNATURE = ("0x280a3a2e95ca2cbcebde045e5c9b12067efc1bd5756cf84bd94e256ad0eaec76533f6f8087f019ff8d"
+                                "dd3e2da9ac6f318b885e52463cc6f43e9666b2012a0dea1c")
 
 
 class EthereumCreatePermissionRequest(CreatePermissionRequest):
     """The create body: the terms (as for every source) and the signed authorization's own fields."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_wallet_address": TYPED_DATA_EXAMPLE["message"]["wallet"], "asset": "ETH", "requested_amount": "0.5",
+        "rate_per_hour": "0.01", "duration_days": 30, "chain_id": 1, "nonce": "1",
+        "expiry": TYPED_DATA_EXAMPLE["message"]["expiry"], "signature": TYPED_DATA_EXAMPLE_SIGNATURE}]})
 
     chain_id: Annotated[int, Field(strict=True, description="The chain the wallet signed for (domain chainId)")]
     nonce: Annotated[Any, Field(description="uint256 as a JSON integer or a decimal string")]

@@ -29,7 +29,15 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
+EXAMPLE_ZCASH_WALLET = "t1HsdDMzmJfq4vc7T17XYjEkLMLvbgM1fCi"
+EXAMPLE_VENDOR_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
 class CreatePermissionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_wallet_address": EXAMPLE_ZCASH_WALLET, "requested_amount": "10", "rate_per_hour": "2.5",
+        "duration_days": 30}]})
+
     user_wallet_address: Address
     requested_amount: AmountInput
     rate_per_hour: AmountInput
@@ -50,19 +58,29 @@ class CreatePermissionRequest(RequestModel):
 class VerifyRequest(RequestModel):
     """Transactions the payer says paid the permission (sources that cannot list payments by address)."""
 
-    tx_hashes: Annotated[list[TxHash], Field(max_length=MAX_TX_HASHES)] = []
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tx_hashes": ["0x" + "ab" * 32]}]})
+
+    tx_hashes: Annotated[list[TxHash], Field(max_length=MAX_TX_HASHES)] = Field(default_factory=list)
 
 
 class CreateSessionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_wallet_address": EXAMPLE_ZCASH_WALLET, "vendor_id": EXAMPLE_VENDOR_ID}]})
+
     user_wallet_address: Address
     vendor_id: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
 
 class EndSessionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"session_code": "K7QX2MZP4RHT9WBN3DCV6FJA"}]})
+
     session_code: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
 
 class CreateVendorRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme Streams",
+                                                               "direct_charge_grace_seconds": 600}]})
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     direct_charge_grace_seconds: Annotated[int, Field(strict=True, ge=0, le=86400)] = Field(
         0, description="How long a session may go on, paid by a direct on-chain charge, after its permission "
@@ -128,6 +146,12 @@ class PermissionView(BaseModel):
     projected_run_out_at: str | None = Field(
         default=None, description="When the balance runs out if the open sessions go on; null when none is open")
     reminders: list[ReminderView] = Field(default_factory=list)
+    checkout_url: str | None = Field(
+        default=None, description="Where a payer pays: the gateway's checkout page (card: the Stripe Checkout page)")
+    payment_uri: str | None = Field(
+        default=None, description="ZIP-321 (Zcash) or EIP-681 (Ethereum) URI for a wallet or a QR code: what is "
+                                  "still missing, or any amount (a top-up) once funded; null for card",
+        examples=["zcash:u1qqq...?amount=10"])
 
 
 class CreatedPermissionView(PermissionView):

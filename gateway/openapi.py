@@ -1,11 +1,12 @@
 """The API description: an OpenAPI 3.1 document built from the application's own routes and pydantic models, served
-at `GET /api/v1/openapi.json`, and a self-contained docs page at `GET /api/v1/docs` (no CDN: it renders the document
-with a few lines of inline JavaScript, so it works offline).
+at `GET /api/v1/openapi.json`, and the docs page at `GET /api/v1/docs`: Swagger UI (with "Try it out") served from
+the package itself (gateway/static/vendor/swagger-ui), so it works offline and nothing comes from a CDN.
 
 Each handler carries its description (`@describe(Operation(...))`, next to the handler): summary, who may call it,
 request and response bodies (pydantic models), query and header parameters and the error statuses it can answer.
 The document walks `app.router`, so a path is written once (where the route is added) and a route without a
-description is an error (`UndescribedRoute`), never a silent gap. Schemas come from pydantic
+description is an error (`UndescribedRoute`), never a silent gap. HTML pages (marked with `@page`) and static files
+are not API and are left out. Schemas come from pydantic
 (`models_json_schema` with `#/components/schemas/{model}` references); examples are built from the `examples` the
 models' fields carry, so they live in one place too.
 """
@@ -19,16 +20,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
+import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from gateway.faces import page_headers
 from gateway.models import ErrorResponse
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/v1/docs"
 REF_TEMPLATE = "#/components/schemas/{model}"
 OPERATION_ATTRIBUTE = "openapi_operation"
+PAGE_ATTRIBUTE = "openapi_page"
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 # A body is a pydantic model, several models all of which apply (allOf: a view plus a source's extra fields), or a
@@ -131,14 +135,28 @@ def operation_of(handler: Callable[..., Any]) -> Operation | None:
     return getattr(handler, OPERATION_ATTRIBUTE, None)
 
 
+def page(handler: HandlerT) -> HandlerT:
+    """Mark a handler as a page for people (HTML, an image), not part of the API: the document leaves it out."""
+    setattr(handler, PAGE_ATTRIBUTE, True)
+    return handler
+
+
+def is_api_route(route: web.AbstractRoute) -> bool:
+    """Every route but aiohttp's HEAD twins, static files and pages."""
+    return (route.method != "HEAD" and route.resource is not None
+            and not isinstance(route.resource, web.StaticResource)
+            and not getattr(route.handler, PAGE_ATTRIBUTE, False))
+
+
 # --- the document -----------------------------------------------------------------------------------------------
 
 def described_routes(app: web.Application) -> list[tuple[str, str, Operation]]:
-    """(method, path template, operation) of every route; HEAD, which aiohttp adds beside each GET, is left out."""
+    """(method, path template, operation) of every API route (see `is_api_route`)."""
     found = []
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None:
+        if not is_api_route(route):
             continue
+        assert route.resource is not None
         path = route.resource.canonical
         operation = operation_of(route.handler)
         if operation is None:
@@ -336,57 +354,13 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app))
 
 
-@describe(Operation(summary="The API documentation as a self-contained HTML page (works offline)", tag="docs",
-                    response={"type": "string"}, response_media_types=("text/html",), uses_database=False))
-async def docs_page(_: web.Request) -> web.Response:
-    return web.Response(text=DOCS_HTML, content_type="text/html")
+@describe(Operation(summary="The API documentation (Swagger UI, served by the gateway: works offline)",
+                    tag="docs", response={"type": "string"}, response_media_types=("text/html",),
+                    uses_database=False))
+async def docs_page(request: web.Request) -> web.Response:
+    # Swagger UI sets style attributes as it renders; scripts and everything else stay same-origin only.
+    return page_headers(aiohttp_jinja2.render_template("docs.html", request, {"openapi_path": OPENAPI_PATH}),
+                        inline_styles=True)
 
-
-DOCS_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>PayGo API</title>
-<style>
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
-h2{border-bottom:1px solid #ccc;margin-top:2rem} .op{border:1px solid #ddd;border-radius:6px;margin:.7rem 0;padding:.5rem .8rem}
-.m{display:inline-block;min-width:4rem;font-weight:bold} .GET{color:#06c} .POST{color:#080}
-code,pre{background:#f6f6f6;font-size:13px} pre{padding:.5rem;overflow:auto;max-height:22rem}
-summary{cursor:pointer} td{vertical-align:top;padding:.1rem .6rem .1rem 0}
-</style></head>
-<body><h1>PayGo API</h1><p id="intro">Loading <a href="openapi.json">openapi.json</a>…</p><div id="ops"></div>
-<script>
-const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
-const json = v => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
-fetch("openapi.json").then(r => r.json()).then(doc => {
-  document.getElementById("intro").innerHTML = esc(doc.info.description) +
-    ' The machine-readable document: <a href="openapi.json">openapi.json</a>.';
-  const byTag = {};
-  for (const [path, ops] of Object.entries(doc.paths))
-    for (const [method, op] of Object.entries(ops)) (byTag[op.tags[0]] ??= []).push([path, method.toUpperCase(), op]);
-  let html = "";
-  for (const [tag, ops] of Object.entries(byTag)) {
-    html += `<h2>${esc(tag)}</h2>`;
-    for (const [path, method, op] of ops) {
-      const auth = op.security.length ? op.security.map(s => Object.keys(s)[0]).join(" or ") : "none";
-      const params = op.parameters.map(p => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}` +
-        `${p.required ? ", required" : ""}</td><td>${esc(p.description)}</td></tr>`).join("");
-      const body = op.requestBody ? "<b>Request body</b>" + json(op.requestBody.content["application/json"].example) : "";
-      const answers = Object.entries(op.responses).map(([status, r]) => {
-        const media = r.content ? Object.keys(r.content).join(", ") : "";
-        const example = r.content && r.content["application/json"] ? json(r.content["application/json"].example) : "";
-        return `<details><summary><b>${status}</b> ${esc(r.description)} <i>${esc(media)}</i></summary>${example}</details>`;
-      }).join("");
-      html += `<div class="op"><span class="m ${method}">${method}</span><code>${esc(path)}</code> — ` +
-        `${esc(op.summary)}<div>Auth: <code>${esc(auth)}</code></div>` +
-        (op.description ? `<p>${esc(op.description)}</p>` : "") +
-        (params ? `<table>${params}</table>` : "") + body + answers + "</div>";
-    }
-  }
-  html += "<h2>Authentication</h2>" + Object.entries(doc.components.securitySchemes)
-    .map(([name, s]) => `<p><code>${esc(name)}</code>: ${esc(s.description)}</p>`).join("");
-  html += "<h2>Schemas</h2>" + Object.entries(doc.components.schemas)
-    .map(([name, s]) => `<details><summary><code>${esc(name)}</code></summary>${json(s)}</details>`).join("");
-  document.getElementById("ops").innerHTML = html;
-}).catch(e => { document.getElementById("intro").textContent = "Could not load openapi.json: " + e; });
-</script></body></html>
-"""
 
 routes = [web.get(OPENAPI_PATH, openapi_json), web.get(DOCS_PATH, docs_page)]

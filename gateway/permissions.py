@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from billing.permission_service import PermissionState
 from gateway.auth import is_operator, parse_uuid, require_permission_access, token_permission
+from gateway.faces import checkout_url
 from gateway.http import json_response, read_body
 from gateway.keys import SERVICES
 from gateway.models import BalanceView, CreatedPermissionView, CreatePermissionRequest, PermissionView, VerifyRequest
@@ -40,7 +41,7 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         body = await read_body(request, create_body)
         created = await request.app[SERVICES].permissions.create(body.permission_request(funding_source,
                                                                                         default_asset))
-        answer: dict[str, Any] = {**permission_answer(created.state), "permission_token": created.permission_token,
+        answer: dict[str, Any] = {**_answer(request, created.state), "permission_token": created.permission_token,
                                   "notify_secret": created.notify_secret}
         return json_response(answer, status=201)
 
@@ -54,7 +55,7 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
                         response=(PermissionView, *extra), errors=(403, 404),
                         path_parameters=path_id))
     async def show(request: web.Request) -> web.Response:
-        return json_response(permission_answer(await accessible_state(request)))
+        return json_response(_answer(request, await accessible_state(request)))
 
     @describe(Operation(summary=f"Look for payments to a {funding_source} permission now and credit confirmed ones",
                         tag=tag, auth=holder, body=verify_body, body_required=False,
@@ -64,7 +65,7 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         state = await accessible_state(request)
         offered = (await read_body(request, verify_body)).tx_hashes if verify_body and await request.read() else []
         state = await request.app[SERVICES].permissions.verify(state.permission.id, funding_source, offered)
-        return json_response(permission_answer(state))
+        return json_response(_answer(request, state))
 
     @describe(Operation(summary=f"The {funding_source} permission of a wallet", tag=tag, auth=holder,
                         response=(PermissionView, *extra), errors=(403, 404, 422),
@@ -78,7 +79,7 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
             permission_id = await permissions.wallet_permission_id(funding_source, address)
         else:
             permission_id = await token_permission(request)
-        return json_response(permission_answer(await permissions.state_for_wallet(permission_id, funding_source,
+        return json_response(_answer(request, await permissions.state_for_wallet(permission_id, funding_source,
                                                                                   address)))
 
     return [
@@ -87,6 +88,10 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         web.get(f"{base}/{{id}}", show),
         web.post(f"{base}/{{id}}/verify", verify),
     ]
+
+
+def _answer(request: web.Request, state: PermissionState) -> dict[str, Any]:
+    return permission_answer(state, checkout_url(request, state.permission.id))
 
 
 @describe(Operation(

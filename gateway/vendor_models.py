@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.models import AmountString, RequestModel
 
@@ -61,11 +61,15 @@ class ChargesSummaryView(BaseModel):
 
 
 class RotateVendorKeyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"overlap_seconds": 3600}]})
+
     overlap_seconds: Annotated[int, Field(strict=True)] | None = Field(
         default=None, description="How long the vendor's current keys stay valid; default from the settings")
 
 
 class RevokeVendorKeyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"key_prefix": "pgv_AbCd"}]})
+
     key_prefix: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)] | None = None
     all: bool = Field(default=False, description="Revoke every live key of the vendor (instead of key_prefix)")
 

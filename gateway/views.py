@@ -28,10 +28,13 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def permission_answer(state: PermissionState) -> dict[str, Any]:
-    """The permission view, with a card permission's own fields added."""
+def permission_answer(state: PermissionState, checkout_url: str) -> dict[str, Any]:
+    """The permission view with where a payer pays (`checkout_url`, the gateway's checkout page; `payment_uri`, for
+    what to send now), and a card permission's own fields (its `checkout_url` is Stripe's page)."""
     asset = state.asset
     answer = permission_view(state, asset).model_dump(mode="json")
+    answer.update(checkout_url=checkout_url,
+                  payment_uri=state.payment_request.uri if state.payment_request is not None else None)
     if state.card is not None:
         card = state.card
         answer.update(CardPermissionFields(

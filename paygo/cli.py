@@ -1,7 +1,8 @@
 """The `paygo` command: serve, migrate, vendor (create, rotate-key, revoke-key, keys), report, zcash-regtest.
 
 `paygo serve` with no configuration runs on embedded defaults: the machine's PostgreSQL (or a private one under
-./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose and the next curl to try.
+./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose, the next commands to try,
+and last the checkout page of a demo permission waiting for payment.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from uuid import UUID
 from aiohttp import web
 
 from billing.db import create_pool
+from billing.permission_service import PermissionRequest
 from billing.report_service import VIEW_NAMES
 from billing.schema import migrate
 from billing.services import Services
 from chains.zcash_address import ZcashNetwork, encode_transparent
 from gateway.app import create_app
+from gateway.faces import checkout_path
 from gateway.keys import SERVICES
 from gateway.observability import METRICS
 from kernel.errors import PayGoError
@@ -204,9 +207,15 @@ def _intervals(settings: Settings) -> Intervals:
 
 
 async def _print_demo(services: Services, settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
-    """Demo mode only: a demo vendor with a fresh key, the run's operator key, and the next curl to try."""
+    """Demo mode only: a demo vendor with a fresh key, the run's operator key, a demo permission waiting for
+    payment, the next commands to try, and last the demo permission's checkout page."""
     vendor = await services.vendors.rotate_demo_key("demo")
     demo_wallet = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
+    demo = await services.permissions.create(PermissionRequest(
+        funding_source="zcash", asset="ZEC", user_wallet_address=demo_wallet, requested_amount="10",
+        rate_per_hour="2.5"))
+    permission = demo.state.permission
+    address = permission.payment_address
     print(f"""
 Demo mode (embedded defaults; test money only):
   demo vendor id:   {vendor.vendor_id}
@@ -214,13 +223,18 @@ Demo mode (embedded defaults; test money only):
   operator key:     {settings.admin_api_key}   (X-API-Key; set ADMIN_API_KEY to choose your own)
   regtest node:     {node_url}  (user paygo, password {rpc_password})
 
-Next, ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
+Ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:
   curl -s -X POST {base}/api/v1/zcash/permissions -H 'Content-Type: application/json' \\
        -d '{{"user_wallet_address": "{demo_wallet}", "requested_amount": "10", "rate_per_hour": "2.5"}}'
-Then pay its payment_address from the regtest faucet and mine a block (see README, "Quick start"):
+One like it is waiting for payment already (its token opens the wallet view: {demo.permission_token}).
+Pay it from the regtest faucet and mine a block; its checkout page turns active by itself:
   curl -s -u paygo:{rpc_password} {node_url} \\
-       -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"<payment_address>","amount":10}}]],"id":1}}'
+       -d '{{"method":"z_sendmany","params":["ANY_TADDR",[{{"address":"{address}","amount":10}}]],"id":1}}'
   curl -s -u paygo:{rpc_password} {node_url} -d '{{"method":"generate","params":[1],"id":2}}'
+Wallet view {base}/wallet · vendor dashboard {base}/vendor · operator dashboard {base}/operator
+API docs {base}/api/v1/docs
+Open the demo permission's checkout page:
+  {base}{checkout_path(permission.id)}
 """, flush=True)
 
 

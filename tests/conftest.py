@@ -26,7 +26,7 @@ from paygo.settings import Settings
 from regtest.zcash_node import RunningNode, start_zcash_regtest
 
 pytest_plugins = ["tests.services", "tests.zcash_fixtures", "tests.ethereum_fixtures", "tests.webhook_fixtures",
-                  "tests.stripe_fixtures"]
+                  "tests.stripe_fixtures", "tests.browser_fixtures"]
 
 RPC_USER = "paygo-test"
 ADMIN_KEY = "admin-" + secrets.token_urlsafe(24)

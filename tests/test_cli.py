@@ -103,13 +103,18 @@ async def test_serve_on_embedded_defaults_prints_the_demo_and_answers(database_d
     port = free_port()
     env = clean_env(DATABASE_URL=database_dsn)  # the stand-in in-process, no Redis, a one-run operator key
     async with running("serve", "--listen", f"127.0.0.1:{port}", "--no-scheduler", env=env,
-                       ready="curl -s -u paygo") as lines:
+                       ready="/pay/") as lines:
         printed = "".join(lines)
+        checkout_page = lines[-1].strip()  # the printed next steps end with the demo's checkout page
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/pay/[0-9a-f-]{{36}}", checkout_page), lines[-3:]
+        assert "One like it is waiting for payment already (its token opens the wallet view: pgp_" in printed
         assert f"listening on http://127.0.0.1:{port}" in printed
         assert "demo vendor id:" in printed and "demo vendor key:  pgv_" in printed
         wallet = re.search(r'"user_wallet_address": "(\S+)"', printed).group(1)  # type: ignore[union-attr]
         vendor_id = re.search(r"demo vendor id:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            async with http.get(checkout_page) as reply:
+                assert reply.status == 200 and "10.00000000" in await reply.text()
             async with http.get("/api/v1/health") as reply:
                 health = await reply.json()
                 assert reply.status == 200 and health["checks"]["zcash"]["reachable"] is True

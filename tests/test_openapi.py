@@ -8,9 +8,15 @@ from typing import Any
 
 import jsonschema
 from aiohttp import web
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from openapi_spec_validator import validate
 
+from chains.zcash_address import decode_address
+from gateway.ethereum import TYPED_DATA_EXAMPLE
 from gateway.openapi import Auth, Operation, UndescribedRoute, describe, described_routes, openapi_document
+from kernel.assets import ETH, USD, ZEC
+from kernel.money import parse_amount
 from tests.conftest import Gateway
 
 
@@ -21,8 +27,15 @@ async def document_of(gw: Gateway) -> dict[str, Any]:
 
 
 def registered_routes(app: web.Application) -> set[tuple[str, str]]:
-    return {(route.method.lower(), route.resource.canonical) for route in app.router.routes()
-            if route.method != "HEAD" and route.resource is not None}
+    """Every route but HEAD twins, static files and pages for people (which are not API)."""
+    found = set()
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None or isinstance(route.resource, web.StaticResource):
+            continue
+        if not route.resource.canonical.startswith("/api/") and route.resource.canonical != "/metrics":
+            continue
+        found.add((route.method.lower(), route.resource.canonical))
+    return found
 
 
 async def test_the_document_is_valid_openapi_31_and_covers_every_route(gw: Gateway) -> None:
@@ -66,13 +79,45 @@ async def test_every_example_matches_its_schema(gw: Gateway) -> None:
     assert checked > 100
 
 
-async def test_the_docs_page_is_self_contained(gw: Gateway) -> None:
+async def test_the_docs_page_is_swagger_ui_served_by_the_gateway(gw: Gateway) -> None:
     response = await gw.client.get("/api/v1/docs")
     assert response.status == 200
     assert response.content_type == "text/html"
     page = await response.text()
-    assert 'fetch("openapi.json")' in page
+    assert 'src="/static/vendor/swagger-ui/swagger-ui-bundle.js"' in page
+    assert 'data-openapi-url="/api/v1/openapi.json"' in page
     assert "http://" not in page and "https://" not in page  # nothing from a CDN: it works offline
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    for asset in ("/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/vendor/swagger-ui/swagger-ui.css",
+                  "/static/docs.js"):
+        served = await gw.client.get(asset)
+        assert served.status == 200, asset
+
+
+async def test_request_examples_are_valid_requests(gw: Gateway) -> None:
+    """Beyond matching their schemas: amounts the asset can hold, a duration in range, real addresses, and an
+    Ethereum signature that recovers the example's wallet from the example's typed data."""
+    paths = (await document_of(gw))["paths"]
+
+    def example(path: str) -> dict[str, Any]:
+        return paths[path]["post"]["requestBody"]["content"]["application/json"]["example"]
+
+    for path, asset in (("/api/v1/zcash/permissions", ZEC), ("/api/v1/card/permissions", USD),
+                        ("/api/v1/ethereum/permissions", ETH)):
+        body = example(path)
+        assert parse_amount(body["requested_amount"], asset, "requested_amount") > 0
+        assert parse_amount(body["rate_per_hour"], asset, "rate_per_hour") > 0
+        assert 1 <= body["duration_days"] <= gw.settings.max_permission_duration_days
+    decode_address(example("/api/v1/zcash/permissions")["user_wallet_address"])
+    assert example("/api/v1/sessions")["user_wallet_address"] == example("/api/v1/zcash/permissions")[
+        "user_wallet_address"]
+    signed = example("/api/v1/ethereum/permissions")
+    typed = TYPED_DATA_EXAMPLE
+    assert (signed["nonce"], signed["expiry"], signed["chain_id"]) == (typed["message"]["nonce"],
+                                                                       typed["message"]["expiry"],
+                                                                       typed["domain"]["chainId"])
+    signer = Account.recover_message(encode_typed_data(full_message=typed), signature=signed["signature"])
+    assert signer == signed["user_wallet_address"] == typed["message"]["wallet"]
 
 
 def test_a_route_without_a_description_is_an_error() -> None:
