@@ -49,6 +49,7 @@ INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour, st
 SELECT gen_random_uuid(), sha256(('bench-session-' || p.id || '-' || g)::bytea), p.id,
        '00000000-0000-0000-0000-0000000000b1', p.rate_per_hour, now() - make_interval(secs => 60 + g * 13)
   FROM permissions p CROSS JOIN generate_series(1, $1) g;
+UPDATE permissions SET stops_at = permission_stops_at(id);
 ANALYZE;
 """
 
@@ -147,10 +148,11 @@ async def _seed(server: str, name: str, sessions: int) -> tuple[int, datetime]:
     conn = await asyncpg.connect(dsn_for_database(server, name))
     try:
         await migrate(conn)
-        vendors, permission_rows, session_rows, analyze = SEED.strip().split(";\n")
+        vendors, permission_rows, session_rows, stop_instants, analyze = SEED.strip().split(";\n")
         await conn.execute(vendors)
         await conn.execute(permission_rows, max(1, sessions // SESSIONS_PER_PERMISSION))
         await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
+        await conn.execute(stop_instants)
         await conn.execute(analyze)
         return await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'"), await conn.fetchval(
             "SELECT now()")

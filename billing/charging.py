@@ -29,6 +29,54 @@ from billing.unit_of_work import Database
 DEFAULT_BATCH_SIZE = 5000  # permissions per transaction: bounds lock time and memory
 ONE_SECOND = timedelta(seconds=1)
 
+# The common case of a tick, as plain in-place arithmetic: permissions whose money lasts well past `at` (a second
+# before their stop instant, which is never later than the true one), not expiring, with no session on credit and
+# none due a checkpoint. Each session is charged exactly what it owes now, with no allocation, no settlement and no
+# event to write. Returns the permissions it charged; the rest of the batch goes through CHARGE_SESSIONS.
+ACCRUE_COVERED = """
+WITH covered AS (
+    SELECT p.id FROM permissions p
+     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' AND p.expires_at > $2
+       AND p.stops_at IS NOT NULL AND p.stops_at - interval '1 second' >= $2
+       AND NOT EXISTS (SELECT 1 FROM sessions s
+                        WHERE s.permission_id = p.id AND s.status = 'active'
+                          AND (s.uncovered_amount > 0 OR s.exhausted_at IS NOT NULL
+                               OR coalesce(s.settled_at, s.started_at) <= $2 - interval '1 hour'))
+),
+due AS (
+    SELECT s.id, s.permission_id,
+           greatest(session_owed(s.rate_per_hour, s.started_at, $2) - s.charged_amount, 0) AS amount
+      FROM sessions s JOIN covered c ON c.id = s.permission_id
+     WHERE s.status = 'active'
+),
+session_updates AS (
+    UPDATE sessions s SET charged_amount = s.charged_amount + d.amount FROM due d WHERE s.id = d.id AND d.amount > 0
+),
+totals AS (
+    SELECT permission_id, sum(amount) AS amount FROM due GROUP BY permission_id
+),
+permission_updates AS (
+    UPDATE permissions p
+       SET balance = p.balance - t.amount, accrued_amount = p.accrued_amount + t.amount,
+           charged_amount = p.charged_amount + t.amount, updated_at = now()
+      FROM totals t WHERE p.id = t.permission_id AND t.amount > 0
+)
+SELECT ARRAY(SELECT id FROM covered) AS covered, (SELECT count(*) FROM due) AS sessions,
+       (SELECT coalesce(sum(amount), 0) FROM due) AS charged
+"""
+
+# The next batch of permissions with open sessions, in id order (an index-only walk that stops at the batch size).
+CANDIDATES = """
+SELECT DISTINCT permission_id FROM sessions
+ WHERE status = 'active' AND ($1::uuid IS NULL OR permission_id > $1)
+ ORDER BY permission_id LIMIT $2
+"""
+EXPIRED_CANDIDATES = """
+SELECT DISTINCT s.permission_id FROM sessions s JOIN permissions p ON p.id = s.permission_id
+ WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1) AND p.expires_at <= $3
+ ORDER BY s.permission_id LIMIT $2
+"""
+
 CHARGE_SESSIONS = """
 WITH base AS (
     SELECT s.id AS session_id, s.permission_id, s.vendor_id, s.rate_per_hour, s.charged_amount, s.uncovered_amount,
@@ -44,8 +92,8 @@ WITH base AS (
 ),
 owed AS (
     SELECT b.*,
-           greatest(div(b.rate_per_hour * greatest(floor(extract(epoch FROM b.end_at - b.started_at)), 0), 3600)
-                    - b.charged_amount - b.uncovered_amount, 0) AS due
+           greatest(session_owed(b.rate_per_hour, b.started_at, b.end_at) - b.charged_amount - b.uncovered_amount, 0)
+               AS due
       FROM base b
 ),
 allocated AS (
@@ -272,22 +320,22 @@ async def billing_tick(
         async with db.transaction() as work:
             conn = work.conn
             moment = at or await conn.fetchval("SELECT now()")
-            candidates = [r["permission_id"] for r in await conn.fetch(
-                """
-                SELECT DISTINCT s.permission_id FROM sessions s
-                  JOIN permissions p ON p.id = s.permission_id
-                 WHERE s.status = 'active' AND ($1::uuid IS NULL OR s.permission_id > $1)
-                   AND (NOT $3 OR p.expires_at <= $4)
-                 ORDER BY s.permission_id LIMIT $2
-                """,
-                last, batch_size, only_expired, moment,
-            )]
+            found = (await conn.fetch(EXPIRED_CANDIDATES, last, batch_size, moment) if only_expired
+                     else await conn.fetch(CANDIDATES, last, batch_size))
+            candidates = [row["permission_id"] for row in found]
             if not candidates:
                 return result
             last = candidates[-1]
             locked = await _lock_batch(conn, candidates)
             if locked:
-                result.add(await charge_sessions(conn, locked, moment), locked)
+                covered = await conn.fetchrow(ACCRUE_COVERED, locked, moment)
+                result.sessions += covered["sessions"]
+                result.charged += covered["charged"]
+                handled = set(covered["covered"])
+                rest = [pid for pid in locked if pid not in handled]
+                if rest:
+                    result.add(await charge_sessions(conn, rest, moment), [])
+                result.permission_ids.extend(locked)
                 work.changed(permissions=locked)
 
 

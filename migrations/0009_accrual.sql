@@ -43,6 +43,8 @@ CREATE FUNCTION permission_stops_at(pid uuid) RETURNS timestamptz
      WHERE p.id = pid
     $$;
 
+UPDATE permissions SET stops_at = permission_stops_at(id) WHERE status = 'active';
+
 -- The audit trail records state changes and money events (the settled balance, `balance + accrued_amount`, moving:
 -- a funding, a settlement, a refund), not every per-interval accrual.
 CREATE OR REPLACE FUNCTION record_permission_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -63,3 +65,9 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+
+-- What a session owes in total at `at`: floor(rate × whole elapsed seconds / 3600), rounded once, down (the money
+-- rule). One definition for every statement that charges; simple enough for the planner to inline.
+CREATE FUNCTION session_owed(rate_per_hour numeric, started_at timestamptz, at timestamptz) RETURNS numeric
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT div(rate_per_hour * greatest(floor(extract(epoch FROM at - started_at)), 0), 3600) $$;
