@@ -216,7 +216,7 @@ class DashboardService:
         return VendorProfile(vendor_id, row["name"], row["webhook_url"], tuple(keys))
 
     async def operator_overview(self, *, limit: int = DEFAULT_LIST_LIMIT) -> OperatorOverview:
-        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.lagging_snapshot() as conn:
             counts = await conn.fetchrow(
                 """
                 SELECT (SELECT count(*) FROM sessions WHERE status = 'active') AS active_sessions,
@@ -271,7 +271,7 @@ class DashboardService:
         included)."""
         if isinstance(days, bool) or not 1 <= days <= MAX_TIMESERIES_DAYS:
             raise InvalidRequest(f"days must be a whole number from 1 to {MAX_TIMESERIES_DAYS}", code="invalid_days")
-        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.lagging_snapshot() as conn:
             hours = await conn.fetch(
                 """
                 WITH hours AS (

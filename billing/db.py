@@ -67,12 +67,31 @@ class PooledConnection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """A pool whose connections carry our codecs; raises ServiceUnavailable when the server cannot be reached."""
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection of its own with our codecs (migrations, one-shot work); ServiceUnavailable when unreachable."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except DATABASE_DOWN_ERRORS as exc:
+        raise ServiceUnavailable(
+            f"database unreachable ({type(exc).__name__})", code="database_unavailable",
+            retry_after=DATABASE_RETRY_AFTER_SECONDS,
+        ) from exc
+    await init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, statement_cache_size: int = 100,
+                      connect_timeout: float = 60.0) -> asyncpg.Pool:
+    """A pool whose connections carry our codecs; raises ServiceUnavailable when the server cannot be reached.
+
+    `statement_cache_size=0` is for PgBouncer in transaction pooling mode before 1.21: asyncpg then prepares each
+    statement unnamed and sends it again with its execution, so no statement outlives the transaction (and the
+    server connection) it ran on. With `min_size=0` nothing is connected until first use (a replica that is down
+    at start-up does not stop the gateway)."""
     try:
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30,
-            connection_class=PooledConnection,
+            connection_class=PooledConnection, statement_cache_size=statement_cache_size, timeout=connect_timeout,
         )
     except DATABASE_DOWN_ERRORS as exc:
         raise ServiceUnavailable(

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from billing.db import DATABASE_DOWN_ERRORS
+from billing.replica import ReplicaHealth
 from billing.reports import table_exists
 from billing.schema import load_migrations
 from billing.sources import FundingSources
@@ -109,6 +110,10 @@ class HealthService:
         except DATABASE_DOWN_ERRORS as exc:
             return DatabaseHealth(up=False, error=type(exc).__name__)
         return DatabaseHealth(True, latency_ms, None, MigrationStatus(len(applied), pending), scheduler, webhooks)
+
+    async def read_replica(self) -> ReplicaHealth | None:
+        """Whether the read replica answers (and so serves the reads that may lag); None when none is configured."""
+        return await self.db.replica.check() if self.db.replica is not None else None
 
     async def redis_status(self) -> RedisHealth:
         if self.redis is None:

@@ -1,5 +1,6 @@
 """What vendors and operators read: a vendor's sessions and earnings (pages and CSV streams), the operator views
-and the counts behind `/metrics`."""
+and the counts behind `/metrics`. All but a single session's detail may lag a little: they read the replica when
+one is configured (billing.replica)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
+
+import asyncpg
 
 from billing.db import DATABASE_DOWN_ERRORS
 from billing.reports import (
@@ -62,15 +65,14 @@ class ReportService:
 
     async def sessions_page(self, vendor_id: UUID, filters: SessionFilters, after: SessionCursor | None,
                             limit: int) -> tuple[list[VendorSessionRow], SessionCursor | None]:
-        async with self.db.connection() as conn:
-            return await sessions_page(conn, vendor_id, filters, after, limit)
+        return await self.db.lagging_read(lambda conn: sessions_page(conn, vendor_id, filters, after, limit))
 
     @asynccontextmanager
     async def sessions_export(self, vendor_id: UUID, filters: SessionFilters,
                               after: SessionCursor | None) -> AsyncIterator[AsyncIterator[VendorSessionRow]]:
         """Every matching session, streamed from a server-side cursor in one read-only snapshot. The connection is
         held before the caller writes anything, so a database outage still fails before an answer starts."""
-        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.lagging_snapshot() as conn:
             yield sessions_stream(conn, vendor_id, filters, after)
 
     async def session(self, vendor_id: UUID, session_id: UUID) -> tuple[VendorSessionRow, list[ChargeLine]]:
@@ -83,22 +85,23 @@ class ReportService:
 
     async def charges_summary(self, vendor_id: UUID, started_from: datetime | None, started_to: datetime | None,
                               group_by: GroupBy) -> list[SummaryRow]:
-        async with self.db.connection() as conn:
-            return await charges_summary(conn, vendor_id, started_from, started_to, group_by)
+        return await self.db.lagging_read(
+            lambda conn: charges_summary(conn, vendor_id, started_from, started_to, group_by))
 
     @asynccontextmanager
     async def charges_summary_export(self, vendor_id: UUID, started_from: datetime | None,
                                      started_to: datetime | None,
                                      group_by: GroupBy) -> AsyncIterator[AsyncIterator[SummaryRow]]:
-        async with self.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.db.lagging_snapshot() as conn:
             yield charges_summary_stream(conn, vendor_id, started_from, started_to, group_by)
 
     # --- operators ---------------------------------------------------------------------------------------------
 
     async def operator_views(self, views: Sequence[str] = VIEW_NAMES, limit: int = 50) -> list[ViewRows]:
         """The chosen operator views, at most `limit` rows each; a view not migrated yet is skipped."""
-        found = []
-        async with self.db.connection() as conn:
+
+        async def read(conn: asyncpg.Connection) -> list[ViewRows]:
+            found = []
             for name, order_by in OPERATOR_VIEWS:
                 if name not in views or not await table_exists(conn, name):
                     continue
@@ -106,13 +109,15 @@ class ReportService:
                 rows = await statement.fetch(limit + 1)
                 found.append(ViewRows(name, [attribute.name for attribute in statement.get_attributes()],
                                       [tuple(row) for row in rows[:limit]], len(rows) > limit))
-        return found
+            return found
+
+        return await self.db.lagging_read(read)
 
     async def operational_counts(self) -> OperationalCounts | None:
         """The counts `/metrics` shows; None while the database does not answer (metrics still render)."""
         try:
-            async with asyncio.timeout(COUNTS_TIMEOUT_SECONDS), self.db.connection() as conn:
-                return await operational_counts(conn)
+            async with asyncio.timeout(COUNTS_TIMEOUT_SECONDS):
+                return await self.db.lagging_read(operational_counts)
         except DATABASE_DOWN_ERRORS as exc:
             log.warning("metrics without the database: %s", type(exc).__name__)
             return None

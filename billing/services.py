@@ -19,6 +19,7 @@ from billing.idempotency import IdempotencyService
 from billing.jobs import JobService
 from billing.outbox import RetryPolicy
 from billing.permission_service import PermissionPolicy, PermissionService
+from billing.replica import ReadReplica
 from billing.report_service import ReportService
 from billing.session_service import SessionService
 from billing.sources import FundingSources
@@ -53,10 +54,12 @@ class Services:
 
 
 def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: FundingSources,
-                   http: aiohttp.ClientSession, policies: ServicePolicies) -> Services:
-    """Every service over one database whose post-commit hook drops cached permissions and wakes live streams."""
+                   http: aiohttp.ClientSession, policies: ServicePolicies, *,
+                   replica: ReadReplica | None = None) -> Services:
+    """Every service over one database whose post-commit hook drops cached permissions and wakes live streams;
+    the reads that may lag go to `replica` when there is one."""
     cache = PermissionCache(redis)
-    db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis).on_commit]))
+    db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis).on_commit]), replica)
     signing_key = policies.permissions.webhook_signing_key
     permissions = PermissionService(db, sources, cache, policies.permissions)
     return Services(

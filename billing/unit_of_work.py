@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
 
+from billing.replica import REPLICA_FAILURES, ReadReplica
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,11 +77,13 @@ class Work:
 
 
 class Database:
-    """The pool and the post-commit hook: the only way services reach PostgreSQL."""
+    """The pool, the post-commit hook and the read replica if any: the only way services reach PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool, after_commit: AfterCommit | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, after_commit: AfterCommit | None = None,
+                 replica: ReadReplica | None = None) -> None:
         self.pool = pool
         self.after_commit = after_commit or AfterCommit()
+        self.replica = replica
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Work]:
@@ -95,3 +102,46 @@ class Database:
 
     async def announce(self, changes: Changes) -> None:
         await self.after_commit.announce(changes)
+
+    async def lagging_read(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """A read that may lag a little behind the writes (see billing.replica): on the replica while it serves,
+        else on the primary. A read is safe to run twice, so one the replica fails runs again on the primary."""
+        replica = self.replica
+        if replica is not None and replica.available:
+            try:
+                async with replica.pool.acquire() as conn:
+                    result = await query(conn)
+            except REPLICA_FAILURES as exc:
+                replica.failed(exc)
+            else:
+                replica.served()
+                return result
+        async with self.pool.acquire() as conn:
+            return await query(conn)
+
+    @asynccontextmanager
+    async def lagging_snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A long read that may lag (a CSV stream, a dashboard) in one read-only snapshot, on the replica while it
+        serves. The snapshot is taken before the caller reads anything: a replica failing by then is replaced by
+        the primary; a failure after that reaches the caller."""
+        replica = self.replica
+        if replica is not None and replica.available:
+            stack = AsyncExitStack()
+            try:
+                conn = await _enter_snapshot(stack, replica.pool)
+            except REPLICA_FAILURES as exc:
+                await stack.aclose()
+                replica.failed(exc)
+            else:
+                replica.served()
+                async with stack:
+                    yield conn
+                return
+        async with AsyncExitStack() as stack:
+            yield await _enter_snapshot(stack, self.pool)
+
+
+async def _enter_snapshot(stack: AsyncExitStack, pool: asyncpg.Pool) -> asyncpg.Connection:
+    conn = await stack.enter_async_context(pool.acquire())
+    await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+    return conn

@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(multiprocess_dir=settings.serving.metrics_dir)
     app[ADMIN_KEY_HASH] = secret_hash(settings.admin_api_key) if settings.admin_api_key else None
     app.cleanup_ctx.append(_runtime)
     app.cleanup_ctx.append(events.session_event_hub)  # after the runtime: closes first

@@ -2,9 +2,10 @@
 (503 while the gateway cannot take money safely: the database does not answer or its migrations are not all
 applied, so a load balancer stops sending money traffic here).
 
-`/health` also reports the schema, each node's sync and tip age, the scheduler's lag (from its `job_runs`) and the
-webhook backlog (from the outbox), the last two read through the operator views `scheduler_health` and
-`webhook_backlog` once they exist. Only the database decides the status code; the rest makes it "degraded".
+`/health` also reports the schema, the read replica (which server serves the reads that may lag), each node's sync
+and tip age, the scheduler's lag (from its `job_runs`) and the webhook backlog (from the outbox), the last two read
+through the operator views `scheduler_health` and `webhook_backlog` once they exist. Only the database decides the
+status code; the rest makes it "degraded".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from billing.health_service import DatabaseHealth
+from billing.replica import ReplicaHealth
 from gateway.http import json_response
 from gateway.keys import SERVICES, SETTINGS
 from gateway.models import HealthView, StatusView
@@ -47,15 +49,28 @@ def _database_checks(request: web.Request, found: DatabaseHealth) -> dict[str, d
     return checks
 
 
-@describe(Operation(summary="Every dependency: database, migrations, Redis, nodes, scheduler, webhooks",
+def _replica_check(replica: ReplicaHealth) -> dict[str, Any]:
+    """The read replica (DATABASE_READ_URL): while it is down, the reads that may lag go to the primary."""
+    check: dict[str, Any] = {"ok": replica.up, "reads_from": "replica" if replica.up else "primary"}
+    if replica.up:
+        check.update(in_recovery=replica.in_recovery, replay_lsn=replica.replay_lsn)
+    else:
+        check["error"] = replica.error
+    return check
+
+
+@describe(Operation(summary="Every dependency: database, migrations, read replica, Redis, nodes, scheduler, webhooks",
                     response=HealthView, uses_database=False,
                     other_responses={503: ("The database does not answer (the report says what else is down)",
                                            HealthView)}))
 async def health(request: web.Request) -> web.Response:
     health_service = request.app[SERVICES].health
-    database, redis, statuses = await asyncio.gather(
-        health_service.database(full=True), health_service.redis_status(), health_service.source_statuses())
+    database, replica, redis, statuses = await asyncio.gather(
+        health_service.database(full=True), health_service.read_replica(), health_service.redis_status(),
+        health_service.source_statuses())
     database_checks = _database_checks(request, database)
+    if replica is not None:
+        database_checks["read_replica"] = _replica_check(replica)
     redis_check: dict[str, Any] = {"ok": redis.up, "enabled": redis.enabled}
     if redis.error is not None:
         redis_check["error"] = redis.error

@@ -13,17 +13,14 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
 from aiohttp import web
 
-from billing.db import create_pool
 from billing.permission_service import PermissionRequest
 from billing.report_service import VIEW_NAMES
-from billing.schema import migrate
 from billing.services import Services
 from chains.zcash_address import ZcashNetwork, encode_transparent
 from gateway.app import create_app
@@ -35,9 +32,10 @@ from paygo.embedded import find_or_start_postgres
 from paygo.logs import configure_logging
 from paygo.report import format_table, operator_report
 from paygo.settings import Settings, SettingsError, parse_listen
-from paygo.wiring import open_runtime
+from paygo.wiring import apply_pending_migrations, intervals, open_runtime
+from paygo.workers import running_workers, start_gateway, wait_for_signal
 from regtest.zcash_node import start_zcash_regtest
-from scheduler.runner import Intervals, running_scheduler
+from scheduler.runner import running_scheduler
 
 log = logging.getLogger("paygo")
 
@@ -72,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="overrides LISTEN_ADDR (default 127.0.0.1:8080)")
     serve.add_argument("--no-scheduler", action="store_true",
                        help="serve the API only; run the jobs elsewhere with `paygo scheduler`")
+    serve.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="worker processes sharing the port (overrides WORKERS; default: the number of cores)")
     serve.set_defaults(run=_serve)
 
     scheduler = commands.add_parser("scheduler", help="run the background jobs only (any number of replicas)")
@@ -136,30 +136,24 @@ async def _database(settings: Settings) -> AsyncIterator[Settings]:
         await embedded.stop()
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-
-
 def _scheduler_beside(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """`paygo serve`'s jobs: the scheduler on the app's own services, timed into its metrics."""
+    """`paygo serve`'s jobs in its one process: the scheduler on the app's own services, timed into its metrics."""
 
     async def run(app: web.Application) -> AsyncIterator[None]:
-        async with running_scheduler(app[SERVICES].jobs, _intervals(settings), app[METRICS].observe_tick):
+        async with running_scheduler(app[SERVICES].jobs, intervals(settings), app[METRICS].observe_tick):
             yield
 
     return run
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-
     if args.listen:
         settings = settings.model_copy(update={"listen": parse_listen(args.listen)})
     if args.no_scheduler:
         settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(update={"enabled": False})})
+    if args.workers:
+        serving = settings.serving.model_copy(update={"workers": args.workers})
+        settings = settings.model_copy(update={"serving": serving})
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(_database(settings))
         embedded_demo = settings.zcash.rpc_url is None
@@ -179,31 +173,31 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             settings = settings.model_copy(update={"admin_api_key": "pga_" + secrets.token_urlsafe(24)})
         if settings.redis_url is None:
             log.info("REDIS_URL is not set: running without Redis (no cache)")
-        app = create_app(settings)
-        if settings.scheduler.enabled:
-            app.cleanup_ctx.append(_scheduler_beside(settings))  # after the runtime's: stops first
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
-        await site.start()
         base = f"http://{settings.listen_host}:{settings.listen_port}"
-        print(f"PayGo gateway listening on {base}", flush=True)
-        if embedded_demo:
-            await _print_demo(app[SERVICES], settings, base, node.url, rpc_password)
-        await _wait_for_signal()
+        workers = settings.serving.workers
+        if workers == 1:
+            app = create_app(settings)
+            if settings.scheduler.enabled:
+                app.cleanup_ctx.append(_scheduler_beside(settings))  # after the runtime's: stops first
+            runner = await start_gateway(app, settings, reuse_port=False)
+            stack.push_async_callback(runner.cleanup)
+            print(f"PayGo gateway listening on {base}", flush=True)
+            if embedded_demo:
+                await _print_demo(app[SERVICES], settings, base, node.url, rpc_password)
+        else:
+            await apply_pending_migrations(settings)  # once, before any worker starts
+            await stack.enter_async_context(running_workers(settings))
+            where = " and the scheduler in one more" if settings.scheduler.enabled else ""
+            print(f"PayGo gateway listening on {base} ({workers} worker processes{where})", flush=True)
+            if embedded_demo:
+                async with open_runtime(settings, apply_migrations=False) as runtime:
+                    await _print_demo(runtime.services, settings, base, node.url, rpc_password)
+        await wait_for_signal()
     return 0
 
 
 def _env_set(name: str) -> bool:
     return bool(os.environ.get(name, "").strip())
-
-
-def _intervals(settings: Settings) -> Intervals:
-    return Intervals(billing_tick=settings.billing_interval_seconds,
-                     expiry=settings.scheduler.expiry_interval_seconds,
-                     watcher=settings.notifications.watcher_interval_seconds,
-                     hard_stop=settings.scheduler.hard_stop_interval_seconds)
 
 
 async def _print_demo(services: Services, settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
@@ -240,20 +234,15 @@ Open the demo permission's checkout page:
 
 async def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
     async with (_database(settings) as resolved, open_runtime(resolved) as runtime,
-                running_scheduler(runtime.services.jobs, _intervals(resolved))):
+                running_scheduler(runtime.services.jobs, intervals(resolved))):
         print("PayGo scheduler running; stop with Ctrl-C", flush=True)
-        await _wait_for_signal()
+        await wait_for_signal()
     return 0
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as resolved:
-        pool = await create_pool(resolved.database_url or "", min_size=1, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                applied = await migrate(conn)
-        finally:
-            await pool.close()
+        applied = await apply_pending_migrations(resolved)
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
     return 0
 
@@ -316,7 +305,7 @@ async def _zcash_regtest(args: argparse.Namespace, settings: Settings) -> int:
     if node.node_url != node.url:
         print(f"  chain (zebrad) endpoint: {node.node_url}", flush=True)
     try:
-        await _wait_for_signal()
+        await wait_for_signal()
     finally:
         await node.stop()
     return 0

@@ -246,6 +246,11 @@ async def _initdb(bin_dir: Path, data_dir: Path, run_options: dict[str, Any]) ->
     staging_dir.rename(data_dir)
 
 
+def exit_with_parent(death_signal: signal.Signals) -> None:
+    """Have the kernel send this process `death_signal` when the thread that started it exits (Linux)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, death_signal)
+
+
 def _spawn(
     command: list[str], log_path: Path, cwd: Path, death_signal: signal.Signals, run_options: dict[str, Any]
 ) -> subprocess.Popen[bytes]:

@@ -1,7 +1,12 @@
-"""Prometheus metrics of one PayGo process, in a registry of its own (tests build many apps in one process).
+"""Prometheus metrics of PayGo's processes: what each process observes, and gauges read at scrape time.
 
-The gateway observes every request (by route template, never the raw path: paths carry session codes) and sets
-the gauges from the database and the funding sources when scraped. The scheduler counts its ticks:
+The gateway observes every request (by route template, never the raw path: paths carry session codes) and the
+scheduler counts its ticks; these live in a registry of each `Metrics` (tests build many apps in one process).
+When `paygo serve` runs several processes, each writes them to files in one directory (prometheus-client's
+multiprocess mode, PROMETHEUS_MULTIPROC_DIR set before the process imported prometheus_client), and a scrape of
+any worker sums every process's files. The gauges from the database and the funding sources are not process state:
+they are what the scraping worker read just now, rendered as they are (never summed across workers, never left
+stale by one).
 
     metrics = Metrics()
     with metrics.time_tick("billing"):
@@ -14,8 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from billing.reports import OperationalCounts
 from kernel.funding import SourceStatus
@@ -25,8 +34,9 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, multiprocess_dir: Path | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry
         self.request_duration = Histogram(
             "paygo_http_request_duration_seconds", "HTTP request latency by route template, method and status",
@@ -37,21 +47,9 @@ class Metrics:
         self.scheduler_tick_duration = Histogram(
             "paygo_scheduler_tick_duration_seconds", "Scheduler job run duration", ["job"], buckets=TICK_BUCKETS,
             registry=r)
-        self.database_up = Gauge("paygo_database_up", "1 when the last scrape could query the database", registry=r)
-        self.active_sessions = Gauge("paygo_active_sessions", "Sessions open now", registry=r)
-        self.pending_payments = Gauge(
-            "paygo_pending_payments", "Payments seen on a funding source and not credited yet", registry=r)
-        self.permissions_awaiting_payment = Gauge(
-            "paygo_permissions_awaiting_payment", "Unexpired permissions waiting for their payment", registry=r)
-        self.node_reachable = Gauge("paygo_node_reachable", "1 when the funding source answers", ["source"],
-                                    registry=r)
-        self.node_tip_height = Gauge("paygo_node_tip_height", "Tip height the funding source reports", ["source"],
-                                     registry=r)
-        self.node_tip_age = Gauge("paygo_node_tip_age_seconds", "Age of the funding source's tip block", ["source"],
-                                  registry=r)
-        self.outbox_messages = Gauge(
-            "paygo_outbox_messages", "Outbox messages (webhooks, reminders) pending delivery or dead",
-            ["kind", "status"], registry=r)
+        self.scrape = ScrapeGauges()
+        if multiprocess_dir is None:
+            r.register(self.scrape)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.request_duration.labels(method, route, str(status)).observe(seconds)
@@ -73,25 +71,59 @@ class Metrics:
 
     def set_database_counts(self, counts: OperationalCounts | None) -> None:
         """The gauges read from the database at scrape time; None when the database did not answer."""
-        self.database_up.set(0 if counts is None else 1)
-        if counts is None:
-            return
-        self.active_sessions.set(counts.active_sessions)
-        self.pending_payments.set(counts.pending_payments)
-        self.permissions_awaiting_payment.set(counts.permissions_awaiting_payment)
-        if counts.outbox is not None:
-            self.outbox_messages.clear()  # a (kind, status) that drained must not keep its last value
-            for (kind, status), messages in counts.outbox.items():
-                self.outbox_messages.labels(kind, status).set(messages)
+        self.scrape.counts = counts
+        self.scrape.database_up = counts is not None
 
     def set_source_statuses(self, statuses: Iterable[SourceStatus]) -> None:
-        for status in statuses:
-            self.node_reachable.labels(status.name).set(1 if status.reachable else 0)
-            if status.height is not None:
-                self.node_tip_height.labels(status.name).set(status.height)
-            if status.tip_age_seconds is not None:
-                self.node_tip_age.labels(status.name).set(status.tip_age_seconds)
+        self.scrape.statuses = list(statuses)
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """Every process's metrics (this one's alone outside multiprocess mode) and this scrape's gauges, in the
+        Prometheus text format."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        exposed = CollectorRegistry()
+        MultiProcessCollector(exposed, path=str(self.multiprocess_dir))
+        exposed.register(self.scrape)
+        return generate_latest(exposed)
+
+
+class ScrapeGauges(Collector):
+    """The gauges one scrape reads from the database and the funding sources, exposed as read."""
+
+    def __init__(self) -> None:
+        self.database_up = False
+        self.counts: OperationalCounts | None = None
+        self.statuses: list[SourceStatus] = []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("paygo_database_up", "1 when the last scrape could query the database",
+                                value=1 if self.database_up else 0)
+        counts = self.counts
+        if counts is not None:
+            yield GaugeMetricFamily("paygo_active_sessions", "Sessions open now", value=counts.active_sessions)
+            yield GaugeMetricFamily("paygo_pending_payments",
+                                    "Payments seen on a funding source and not credited yet",
+                                    value=counts.pending_payments)
+            yield GaugeMetricFamily("paygo_permissions_awaiting_payment",
+                                    "Unexpired permissions waiting for their payment",
+                                    value=counts.permissions_awaiting_payment)
+            if counts.outbox is not None:
+                outbox = GaugeMetricFamily(
+                    "paygo_outbox_messages", "Outbox messages (webhooks, reminders) pending delivery or dead",
+                    labels=["kind", "status"])
+                for labels, messages in sorted(counts.outbox.items()):
+                    outbox.add_metric(list(labels), messages)
+                yield outbox
+        reachable = GaugeMetricFamily("paygo_node_reachable", "1 when the funding source answers", labels=["source"])
+        height = GaugeMetricFamily("paygo_node_tip_height", "Tip height the funding source reports",
+                                   labels=["source"])
+        age = GaugeMetricFamily("paygo_node_tip_age_seconds", "Age of the funding source's tip block",
+                                labels=["source"])
+        for source in self.statuses:
+            reachable.add_metric([source.name], 1 if source.reachable else 0)
+            if source.height is not None:
+                height.add_metric([source.name], source.height)
+            if source.tip_age_seconds is not None:
+                age.add_metric([source.name], source.tip_age_seconds)
+        yield from (reachable, height, age)

@@ -11,6 +11,7 @@ Zcash regtest stand-in in-process, and runs without Redis.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -181,6 +182,28 @@ class OperationsSettings(_Group):
     webhook_backlog_max_age_seconds: int = Field(900, alias="WEBHOOK_BACKLOG_MAX_AGE_SECONDS", ge=1)
 
 
+class DatabaseSettings(_Group):
+    """How the processes reach PostgreSQL beyond DATABASE_URL: a direct connection for what a transaction-pooling
+    PgBouncer cannot carry (migrations under a session-level advisory lock), a streaming replica for reads that may
+    lag a little, the pool size per process and asyncpg's prepared-statement cache (0 behind PgBouncer before 1.21,
+    which cannot carry protocol-level prepared statements in transaction pooling mode)."""
+
+    direct_url: str | None = Field(None, alias="DATABASE_DIRECT_URL", repr=False)  # unset: DATABASE_URL
+    read_url: str | None = Field(None, alias="DATABASE_READ_URL", repr=False)  # unset: every read on the primary
+    pool_size: int = Field(20, alias="DATABASE_POOL_SIZE", ge=1)
+    statement_cache_size: int = Field(100, alias="DATABASE_STATEMENT_CACHE_SIZE", ge=0)
+
+
+class ServingSettings(_Group):
+    """How `paygo serve` runs: its worker processes (sharing the port), how long a stop waits for requests in
+    flight, and where the workers keep their metrics (prometheus-client's multiprocess mode; `paygo serve` sets it
+    for its workers)."""
+
+    workers: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), alias="WORKERS", ge=1)
+    shutdown_timeout_seconds: int = Field(30, alias="SHUTDOWN_TIMEOUT_SECONDS", ge=1)
+    metrics_dir: Path | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
+
+
 class EthereumSettings(_Group):
     """Ethereum funding, turned on by ETH_RPC_URL (the first field). ETH_TOKENS lists accepted ERC-20 tokens as
     comma-separated `SYMBOL:0xContract:decimals[:max_amount]` (e.g. `USDC:0xA0b8...eB48:6:5000`); max amounts are
@@ -281,6 +304,8 @@ class Settings(_Group):
     scheduler: SchedulerSettings
     notifications: NotificationSettings
     operations: OperationsSettings
+    database: DatabaseSettings
+    serving: ServingSettings
     ethereum: EthereumSettings | None
     card: CardSettings | None
 
@@ -292,6 +317,11 @@ class Settings(_Group):
     def listen_port(self) -> int:
         return self.listen[1]
 
+    @property
+    def direct_database_url(self) -> str | None:
+        """Where migrations and session-level locks connect: DATABASE_DIRECT_URL, else DATABASE_URL."""
+        return self.database.direct_url or self.database_url
+
     @field_validator("listen", mode="before")
     @classmethod
     def _listen(cls, value: str, info: ValidationInfo) -> tuple[str, int]:
@@ -302,6 +332,7 @@ class Settings(_Group):
         """The settings from the process environment, or from `env` alone when given."""
         return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
                      notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
+                     database=_load(DatabaseSettings, env), serving=_load(ServingSettings, env),
                      ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
 
 

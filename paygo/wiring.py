@@ -1,4 +1,5 @@
-"""The one place that builds everything from settings: pool, migrations, Redis, funding sources, the services.
+"""The one place that builds everything from settings: pools (the primary's, the read replica's), migrations (over a
+direct connection), Redis, funding sources, the services.
 
 The HTTP gateway (gateway.app.create_app), the scheduler process (`paygo scheduler`) and the CLI each open a
 `Runtime` with `open_runtime(settings)`; nothing else reads settings to construct a dependency. Each funding
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 import aiohttp
 import redis.asyncio as aioredis
 
-from billing.db import create_pool
+from billing.db import connect, create_pool
 from billing.outbox import RetryPolicy
 from billing.permission_service import PermissionPolicy
 from billing.reminders import ReminderPolicy
+from billing.replica import CONNECT_TIMEOUT_SECONDS as REPLICA_CONNECT_TIMEOUT_SECONDS
+from billing.replica import ReadReplica
 from billing.schema import migrate
 from billing.services import ServicePolicies, Services, build_services
 from billing.sources import FundingSources
@@ -28,6 +31,7 @@ from chains.zcash import ZcashFundingSource
 from kernel.assets import ETH, USD, ZEC, Asset, AssetRegistry
 from kernel.funding import FundingSource
 from paygo.settings import Settings
+from scheduler.runner import Intervals
 
 log = logging.getLogger("paygo")
 
@@ -75,6 +79,14 @@ def assets(settings: Settings) -> AssetRegistry:
     return AssetRegistry([ZEC, *ethereum, *([USD] if settings.card else [])])
 
 
+def intervals(settings: Settings) -> Intervals:
+    """How often each scheduler job runs."""
+    return Intervals(billing_tick=settings.billing_interval_seconds,
+                     expiry=settings.scheduler.expiry_interval_seconds,
+                     watcher=settings.notifications.watcher_interval_seconds,
+                     hard_stop=settings.scheduler.hard_stop_interval_seconds)
+
+
 def policies(settings: Settings) -> ServicePolicies:
     notifications = settings.notifications
     return ServicePolicies(
@@ -103,7 +115,12 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
     funding source."""
     if not settings.database_url:
         raise ValueError("DATABASE_URL must be resolved before the runtime opens (see paygo.embedded)")
-    pool = await create_pool(settings.database_url)
+    if apply_migrations:
+        await apply_pending_migrations(settings)
+    database = settings.database
+    pool = await create_pool(settings.database_url, max_size=database.pool_size,
+                             statement_cache_size=database.statement_cache_size)
+    replica = await _read_replica(settings)
     redis_client = (
         aioredis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
@@ -112,15 +129,38 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
     sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
     http = aiohttp.ClientSession()
     try:
-        if apply_migrations:
-            async with pool.acquire() as conn:
-                applied = await migrate(conn)
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-        yield Runtime(settings, redis_client, build_services(pool, redis_client, sources, http, policies(settings)))
+        yield Runtime(settings, redis_client, build_services(pool, redis_client, sources, http, policies(settings),
+                                                             replica=replica))
     finally:
         await http.close()
         await sources.close()
         if redis_client is not None:
             await redis_client.aclose()
+        if replica is not None:
+            await replica.pool.close()
         await pool.close()
+
+
+async def apply_pending_migrations(settings: Settings) -> list[str]:
+    """Apply what is pending over a direct connection (DATABASE_DIRECT_URL, else DATABASE_URL): the run holds a
+    session-level advisory lock, which a transaction-pooling PgBouncer cannot carry."""
+    conn = await connect(settings.direct_database_url or "")
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    return applied
+
+
+async def _read_replica(settings: Settings) -> ReadReplica | None:
+    """The replica's pool, connected on first use: a replica that is down at start-up only sends reads to the
+    primary until it answers."""
+    database = settings.database
+    if not database.read_url:
+        return None
+    pool = await create_pool(database.read_url, min_size=0, max_size=database.pool_size,
+                             statement_cache_size=database.statement_cache_size,
+                             connect_timeout=REPLICA_CONNECT_TIMEOUT_SECONDS)
+    return ReadReplica(pool)
