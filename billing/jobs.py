@@ -7,6 +7,8 @@ success or error, duration), which health and the `scheduler_health` view read.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -77,10 +79,11 @@ class JobService:
         async with self.db.connection() as conn:
             await conn.execute(
                 """
-                INSERT INTO job_runs (job_name, last_started_at, runs) VALUES ($1, now(), 1)
-                ON CONFLICT (job_name) DO UPDATE SET last_started_at = now(), runs = job_runs.runs + 1
+                INSERT INTO job_runs (job_name, last_started_at, runs, last_runner) VALUES ($1, now(), 1, $2)
+                ON CONFLICT (job_name) DO UPDATE
+                   SET last_started_at = now(), runs = job_runs.runs + 1, last_runner = EXCLUDED.last_runner
                 """,
-                name,
+                name, f"{socket.gethostname()}:{os.getpid()}",  # which process ran it last
             )
         try:
             result = await run()

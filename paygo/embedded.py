@@ -1,4 +1,5 @@
-"""Local PostgreSQL and Redis for `paygo serve` (when DATABASE_URL / REDIS_URL are unset) and for the tests.
+"""Local PostgreSQL and Redis for `paygo serve` (when DATABASE_URL / REDIS_URL are unset) and for the tests; and, for
+the tests and benchmarks of scale-out, a PgBouncer in front of a server and a streaming replica of a private one.
 
 `find_or_start_postgres` and `find_or_start_redis` first use the machine's own server on its standard port. Only when
 none answers do they start a private server on a free port of 127.0.0.1, with its files under `state_dir`; `stop()`
@@ -16,6 +17,7 @@ import ctypes
 import functools
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -74,6 +76,16 @@ class EmbeddedPostgres(_LocalServer):
 
 
 @dataclass(kw_only=True)
+class EmbeddedPgBouncer(_LocalServer):
+    port: int
+    _stop_signal = signal.SIGINT  # "safe shutdown": waits for the transactions in flight
+
+    def dsn(self, server_dsn: str) -> str:
+        """`server_dsn` (a database of the server behind it) through this PgBouncer."""
+        return urlsplit(server_dsn)._replace(netloc=f"{urlsplit(server_dsn).username}@127.0.0.1:{self.port}").geturl()
+
+
+@dataclass(kw_only=True)
 class EmbeddedRedis(_LocalServer):
     url: str
     _stop_signal = signal.SIGTERM
@@ -120,6 +132,92 @@ async def start_private_postgres(state_dir: Path, database: str, port: int | Non
         await server.stop()
         raise
     return server
+
+
+async def start_private_replica(state_dir: Path, primary_dsn: str) -> EmbeddedPostgres:
+    """Starts a streaming replica of the private server at `primary_dsn` (trust authentication for replication from
+    127.0.0.1, as `initdb --auth trust` sets up): a base backup (`pg_basebackup -R`, which also writes the standby's
+    connection to its primary) under `state_dir/replica`, started on a free port. Its DSN names the same database."""
+    bin_dir = postgres_bin_dir()
+    replica_dir = state_dir.resolve() / "replica"  # noqa: ASYNC240 - start-up, before serving
+    data_dir = replica_dir / "data"
+    socket_dir = replica_dir / "run"
+    socket_dir.mkdir(parents=True, exist_ok=True)
+    as_postgres_user = _postgres_user_options()
+    if as_postgres_user:
+        for directory in (replica_dir, socket_dir):
+            shutil.chown(directory, _POSTGRES_USER, _POSTGRES_USER)
+    primary = urlsplit(primary_dsn)
+    if not (data_dir / "PG_VERSION").exists():
+        command = [str(bin_dir / "pg_basebackup"), "-R", "-X", "stream", "--checkpoint=fast", "-D", str(data_dir),
+                   "-h", primary.hostname or "127.0.0.1", "-p", str(primary.port or 5432), "-U", _POSTGRES_USER]
+        result = await asyncio.to_thread(functools.partial(
+            subprocess.run, command, cwd=replica_dir, capture_output=True, text=True, check=False,
+            **as_postgres_user))
+        if result.returncode != 0:
+            raise EmbeddedServiceError(f"pg_basebackup failed with status {result.returncode}:\n{result.stderr}")
+    port = _free_port()
+    log_path = replica_dir / "postgres.log"
+    command = [
+        str(bin_dir / "postgres"),
+        *("-D", str(data_dir), "-k", str(socket_dir), "-p", str(port)),
+        *("-c", "listen_addresses=127.0.0.1", "-c", "hot_standby=on"),
+    ]
+    process = _spawn(command, log_path, replica_dir, EmbeddedPostgres._stop_signal, as_postgres_user)
+    dsn = primary._replace(netloc=f"{primary.username or _POSTGRES_USER}@127.0.0.1:{port}").geturl()
+    replica = EmbeddedPostgres(dsn=dsn, process=process)
+    try:
+        await _wait_until_ready(functools.partial(_postgres_answers, dsn), process, log_path, "the replica")
+    except BaseException:
+        await replica.stop()
+        raise
+    return replica
+
+
+async def start_pgbouncer(state_dir: Path, server_dsn: str, *, pool_mode: str = "transaction",
+                          pool_size: int = 20) -> EmbeddedPgBouncer:
+    """Starts Debian's PgBouncer on a free port of 127.0.0.1 in front of the server of `server_dsn`, passing every
+    database name through (the server must trust its user from 127.0.0.1). Its admin console is the database
+    `pgbouncer` (`SHOW STATS`, simple queries only)."""
+    pgbouncer = shutil.which("pgbouncer", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin")))
+    if pgbouncer is None:
+        raise EmbeddedServiceError("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    server = urlsplit(server_dsn)
+    user = server.username or _POSTGRES_USER
+    bouncer_dir = state_dir.resolve() / f"pgbouncer-{secrets.token_hex(4)}"  # noqa: ASYNC240 - start-up
+    bouncer_dir.mkdir(parents=True)
+    port = _free_port()
+    (bouncer_dir / "users.txt").write_text(f'"{user}" ""\n')
+    (bouncer_dir / "pgbouncer.ini").write_text(f"""[databases]
+* = host={server.hostname or '127.0.0.1'} port={server.port or 5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {bouncer_dir / 'users.txt'}
+admin_users = {user}
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits
+""")
+    as_postgres_user = _postgres_user_options()
+    if as_postgres_user:  # PgBouncer refuses to run as root
+        for path in (bouncer_dir, *bouncer_dir.iterdir()):
+            shutil.chown(path, _POSTGRES_USER, _POSTGRES_USER)
+    log_path = bouncer_dir / "pgbouncer.log"
+    process = _spawn([pgbouncer, str(bouncer_dir / "pgbouncer.ini")], log_path, bouncer_dir,
+                     EmbeddedPgBouncer._stop_signal, as_postgres_user)
+    bouncer = EmbeddedPgBouncer(port=port, process=process)
+    try:
+        await _wait_until_ready(functools.partial(_postgres_answers, bouncer.dsn(server_dsn)), process, log_path,
+                                "PgBouncer")
+    except BaseException:
+        await bouncer.stop()
+        raise
+    return bouncer
 
 
 async def find_or_start_redis(state_dir: Path) -> EmbeddedRedis | None:

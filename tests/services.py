@@ -5,6 +5,10 @@
   its own fresh copy of it (`CREATE DATABASE ... TEMPLATE`), dropped after the test.
 - `redis_url`: TEST_REDIS_URL if set; else the machine's Redis, else a private one. `redis_prefix` gives each test its
   own key prefix; the shared server is never flushed, the test's own keys are deleted after it.
+- `pgbouncer`: Debian's PgBouncer in transaction pooling mode in front of `pg_server_dsn`'s server, once per run
+  (tests that need it are skipped, saying why, when it is not installed; .ci/run installs it).
+- `replicated_database`: a throwaway private primary (initdb) with a migrated database, and a streaming replica of
+  it made with `pg_basebackup -R`, for one test.
 
 Every database made here is named `paygo_<purpose>_<pid>_<random>`, so runs side by side do not meet.
 """
@@ -16,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -26,11 +31,16 @@ import redis.asyncio as redis
 
 from billing.schema import migrate
 from paygo.embedded import (
+    EmbeddedPgBouncer,
+    EmbeddedPostgres,
     create_database,
     drop_database,
     dsn_for_database,
     find_or_start_postgres,
     find_or_start_redis,
+    start_pgbouncer,
+    start_private_postgres,
+    start_private_replica,
 )
 
 
@@ -127,3 +137,49 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def pgbouncer(services_state_dir: Path, pg_server_dsn: str) -> AsyncIterator[EmbeddedPgBouncer]:
+    """PgBouncer (transaction pooling) in front of the test server: `pgbouncer.dsn(database_dsn)` goes through it."""
+    if shutil.which("pgbouncer", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin"))) is None:
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer; .ci/run installs it)")
+    bouncer = await start_pgbouncer(services_state_dir, pg_server_dsn)
+    try:
+        yield bouncer
+    finally:
+        await bouncer.stop()
+
+
+@dataclass
+class ReplicatedDatabase:
+    """A migrated database on a private primary, and the same database on its streaming replica."""
+
+    primary_dsn: str
+    replica_dsn: str
+    replica: EmbeddedPostgres
+
+
+@pytest.fixture
+def replication_state_dir() -> Iterator[Path]:
+    """Files of one test's primary and replica (readable by all, as `services_state_dir`)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="paygo-test-replica-"))
+    state_dir.chmod(0o755)
+    yield state_dir
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def replicated_database(replication_state_dir: Path,
+                              migrations_folder: Traversable) -> AsyncIterator[ReplicatedDatabase]:
+    primary = await start_private_postgres(replication_state_dir, "postgres")
+    try:
+        await make_migrated_database(primary.dsn, "paygo", migrations_folder)
+        replica = await start_private_replica(replication_state_dir, primary.dsn)
+        try:
+            yield ReplicatedDatabase(dsn_for_database(primary.dsn, "paygo"), dsn_for_database(replica.dsn, "paygo"),
+                                     replica)
+        finally:
+            await replica.stop()
+    finally:
+        await primary.stop()
