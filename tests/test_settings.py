@@ -3,6 +3,7 @@ any error, blank values as unset, and a mapping read on its own."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from chains.ethereum import Token
 from chains.zcash_address import ZcashNetwork
 from paygo.settings import (
     CardSettings,
+    DatabaseSettings,
     EthereumSettings,
     NotificationSettings,
     OperationsSettings,
     SchedulerSettings,
+    ServingSettings,
     Settings,
     SettingsError,
     ZcashSettings,
@@ -25,8 +28,8 @@ SERVICE_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 USDC_CONTRACT = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 ETHEREUM = {"ETH_RPC_URL": "http://127.0.0.1:8545", "ETH_CHAIN_ID": "31337", "ETH_SERVICE_ADDRESS": SERVICE_ADDRESS}
 CARD = {"STRIPE_SECRET_KEY": "sk_test_not-a-real-key", "STRIPE_WEBHOOK_SECRET": "whsec_not-a-real-secret"}
-GROUPS = (Settings, ZcashSettings, SchedulerSettings, NotificationSettings, OperationsSettings, EthereumSettings,
-          CardSettings)
+GROUPS = (Settings, ZcashSettings, SchedulerSettings, NotificationSettings, OperationsSettings, DatabaseSettings,
+          ServingSettings, EthereumSettings, CardSettings)
 
 
 def refusal(env: dict[str, str]) -> str:
@@ -62,6 +65,22 @@ def test_defaults_are_the_readmes() -> None:
     assert operations.scheduler_max_lag_seconds is None  # three billing intervals
     assert operations.webhook_backlog_max_age_seconds == 900
     assert settings.ethereum is None and settings.card is None
+    database = settings.database
+    assert (database.direct_url, database.read_url, database.pool_size, database.statement_cache_size) == (
+        None, None, 20, 100)
+    assert settings.direct_database_url is None
+    serving = settings.serving
+    assert (serving.workers, serving.shutdown_timeout_seconds, serving.metrics_dir) == (
+        len(os.sched_getaffinity(0)), 30, None)
+
+
+def test_migrations_connect_directly_when_told() -> None:
+    pooled = "postgresql://paygo@pgbouncer:6432/paygo"
+    assert Settings.from_env({"DATABASE_URL": pooled}).direct_database_url == pooled
+    settings = Settings.from_env({"DATABASE_URL": pooled, "DATABASE_DIRECT_URL": "postgresql://paygo@db/paygo",
+                                  "DATABASE_STATEMENT_CACHE_SIZE": "0", "WORKERS": "4"})
+    assert settings.direct_database_url == "postgresql://paygo@db/paygo"
+    assert (settings.database.statement_cache_size, settings.serving.workers) == (0, 4)
 
 
 def test_zcash_network_defaults_to_main_with_a_wallet() -> None:
@@ -131,6 +150,10 @@ def test_no_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatc
         ({"WATCHER_INTERVAL_SECONDS": "x"}, "WATCHER_INTERVAL_SECONDS must be a whole number ≥ 1"),
         ({"SCHEDULER_MAX_LAG_SECONDS": "-5"}, "SCHEDULER_MAX_LAG_SECONDS must be a whole number ≥ 0"),
         ({"SCHEDULER_ENABLED": "maybe"}, "SCHEDULER_ENABLED must be true or false"),
+        ({"WORKERS": "0"}, "WORKERS must be a whole number ≥ 1"),
+        ({"SHUTDOWN_TIMEOUT_SECONDS": "0"}, "SHUTDOWN_TIMEOUT_SECONDS must be a whole number ≥ 1"),
+        ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE must be a whole number ≥ 1"),
+        ({"DATABASE_STATEMENT_CACHE_SIZE": "-1"}, "DATABASE_STATEMENT_CACHE_SIZE must be a whole number ≥ 0"),
         ({"LISTEN_ADDR": "localhost"}, "LISTEN_ADDR must be HOST:PORT"),
         ({"LISTEN_ADDR": "127.0.0.1:70000"}, "LISTEN_ADDR must be HOST:PORT"),
         ({"ZCASH_NETWORK": "moon"}, "ZCASH_NETWORK must be 'main', 'test' or 'regtest'"),
@@ -202,6 +225,7 @@ def test_every_problem_is_named() -> None:
         {**CARD, "STRIPE_SECRET_KEY": "sk_live_sekrit-value-123", "CARD_MIN_PURCHASE": "9", "CARD_MAX_PURCHASE": "1"},
         {"STRIPE_SECRET_KEY": "sk_live_sekrit-value-123"},
         {"DATABASE_URL": "postgresql://paygo:sekrit-value-123@db/paygo", "ADMIN_API_KEY": "short"},
+        {"DATABASE_READ_URL": "postgresql://paygo:sekrit-value-123@replica/paygo", "WORKERS": "none"},
         {"REDIS_URL": "redis://:sekrit-value-123@cache:6379/0", "BILLING_INTERVAL_SECONDS": "0"},
         {"ZCASH_RPC_PASSWORD": "sekrit-value-123", "ZCASH_RPC_FLAVOR": "x"},
     ],
@@ -217,7 +241,8 @@ def test_secrets_stay_out_of_repr() -> None:
         "ADMIN_API_KEY": "sekrit-admin-key-0123456789", "WEBHOOK_SIGNING_KEY": "sekrit-webhook-key-0123456789abcdef",
         "DATABASE_URL": "postgresql://paygo:sekrit@db/paygo", "REDIS_URL": "redis://:sekrit@cache:6379/0",
         "ZCASH_RPC_URL": "http://user:sekrit@zcash:8232", "ZCASH_NODE_RPC_URL": "http://user:sekrit@zebra:8232",
-        "ZCASH_RPC_PASSWORD": "sekrit-zcash",
+        "ZCASH_RPC_PASSWORD": "sekrit-zcash", "DATABASE_DIRECT_URL": "postgresql://paygo:sekrit@db-direct/paygo",
+        "DATABASE_READ_URL": "postgresql://paygo:sekrit@replica/paygo",
     })
     assert "sekrit" not in repr(settings) and "sekrit" not in str(settings)
 
