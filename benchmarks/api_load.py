@@ -1,22 +1,26 @@
-"""Load benchmark: open and end streaming sessions over real HTTP, against two floors measured in the same run.
+"""Load benchmark: the API's hot path over real HTTP, against floors measured in the same run, directly and through
+PgBouncer, with where the machine's CPU went.
 
-    .venv/bin/python benchmarks/api_load.py                      # concurrency 64 for 20 s, everything local
+    .venv/bin/python benchmarks/api_load.py                      # 2 workers (the cores), 20 s per run
+    .venv/bin/python benchmarks/api_load.py --workers 1 --seconds 10 --no-pgbouncer
     .venv/bin/python benchmarks/api_load.py --url http://127.0.0.1:8080 --database-url postgresql://...
 
-One operation is one session opened (`POST /api/v1/sessions`) and ended (`POST /api/v1/sessions/end`). By default
-the benchmark makes a fresh database on the local PostgreSQL (or a private one under .paygo/), seeds a vendor and
+By default it makes a fresh database on the local PostgreSQL (or a private one under .paygo/), seeds a vendor and
 `--permissions` funded permissions directly in SQL (each client task rotates over its own share of them, so
-concurrent sessions do not queue on one permission row), starts `paygo serve --no-scheduler` on embedded defaults
-on a free port of 127.0.0.1, and afterwards stops it and drops the database. It measures, each at the same
-concurrency and for the same time:
-- the gateway, over HTTP;
-- the SQL floor: the statements an open and an end must run (lock the permission, insert the session; lock the
-  permission, end and charge the session), by raw asyncpg on a pool as large as the gateway's;
-- a bare aiohttp app in a subprocess answering the same two routes with a constant, hit by the same client;
-- with `--contended-seconds`, the gateway and the floor again with every task on one single permission.
-It prints operations per second, request p50/p99, errors, the ratios to the floors, and the CPU share of the load
-generator, which runs in its own process(es) so that it does not share the gateway's event loop (above ~90% it is
-the bottleneck: add `--client-processes`). Loopback only, bounded by the clock. Not a timed test.
+concurrent sessions do not queue on one permission row), starts `paygo serve --no-scheduler --workers W` on embedded
+defaults on a free port, and measures, each for `--seconds` (with `--url`, that gateway only, directly):
+- open+end: one operation opens a session (`POST /api/v1/sessions`) and ends it (`POST /api/v1/sessions/end`), at
+  concurrency 64 and 8;
+- the SQL floor at the same concurrency: the statements an open and an end must run (lock the permission, insert the
+  session; lock the permission, end and charge the session) by raw asyncpg, on a pool of the gateway's total size;
+- `GET` of a permission (its token holder's view) at concurrency 64;
+- all of it again with the gateway and the floor going through PgBouncer (transaction pooling, started here;
+  skipped when pgbouncer is not installed or with `--no-pgbouncer`);
+- a bare aiohttp app in a subprocess answering the same two routes with a constant, hit by the same client.
+Each gateway run also shows where the CPU went: PostgreSQL (the backends serving the benchmark's database),
+PgBouncer, the gateway's processes, the load generator (which runs in its own processes: above ~90% of a core each
+it is the bottleneck, add `--client-processes`), and the rest of the machine. It ends with the ratios and the
+issue's targets. Loopback only, bounded by the clock. Not a timed test.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,16 +52,20 @@ from billing.schema import migrate  # noqa: E402
 from billing.secrets import secret_hash  # noqa: E402
 from chains.zcash_address import ZcashNetwork, encode_transparent  # noqa: E402
 from paygo.embedded import (  # noqa: E402
+    EmbeddedPgBouncer,
+    EmbeddedServiceError,
     create_database,
     drop_database,
     dsn_for_database,
     find_or_start_postgres,
+    start_pgbouncer,
 )
 
-GATEWAY_POOL_SIZE = 20  # billing.db.create_pool's default max_size, which the gateway uses
+POOL_SIZE = 20  # DATABASE_POOL_SIZE's default: each worker's pool
 WALLET = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
 VENDOR_ID = uuid.UUID("00000000-0000-0000-0000-0000000000b1")
-START_TIMEOUT_SECONDS = 60
+START_TIMEOUT_SECONDS = 120
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SEED_VENDOR = "INSERT INTO vendors (id, name) VALUES ($1, 'load-benchmark')"
 SEED_PERMISSIONS = """
@@ -97,7 +104,7 @@ web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=lambda *_
 
 @dataclass
 class Tally:
-    """What one measured run did: operations (open + end), request latencies in seconds, errors by kind."""
+    """What one measured run did: operations, request latencies in seconds, errors by kind, the client's CPU."""
 
     seconds: float = 0.0
     operations: int = 0
@@ -129,73 +136,95 @@ class Tally:
     def summary(self) -> str:
         errors = sum(self.errors.values())
         detail = f" {dict(sorted(self.errors.items()))}" if errors else ""
-        return (f"{self.ops_per_second:8.1f} ops/s  p50 {self.percentile_ms(0.5):6.2f} ms  "
+        return (f"{self.ops_per_second:8.1f}/s  p50 {self.percentile_ms(0.5):6.2f} ms  "
                 f"p99 {self.percentile_ms(0.99):6.2f} ms  errors {errors}{detail}")
-
-    def client_cpu_share(self) -> float:
-        """CPU time of the load generator per wall second and process: near 1.0 means it is the bottleneck."""
-        return self.client_cpu_seconds / (self.seconds * self.client_processes) if self.seconds else 0.0
 
 
 # ---------------------------------------------------------------------------------------------- HTTP load generator
 
-async def _http_task(http: aiohttp.ClientSession, base: str, tokens: list[str], deadline: float,
-                     tally: Tally) -> None:
-    """Open and end sessions until the deadline, rotating over this task's permission tokens."""
+Operation = Callable[[aiohttp.ClientSession, str, list[str], int, Tally], Awaitable[None]]
+
+
+async def open_and_end(http: aiohttp.ClientSession, base: str, credentials: list[str], turn: int,
+                       tally: Tally) -> None:
+    """Open a session on this task's next permission and end it (one operation, two requests)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with http.post(f"{base}/api/v1/sessions", json={"user_wallet_address": WALLET, "vendor_id": str(VENDOR_ID)},
+                         headers={"Authorization": f"Bearer {credentials[turn % len(credentials)]}"}) as response:
+        body = await response.json()
+        if response.status != 201:
+            tally.error(f"open {response.status} {body.get('error', {}).get('code')}")
+            return
+    opened = loop.time()
+    tally.latencies.append(opened - started)
+    async with http.post(f"{base}/api/v1/sessions/end", json={"session_code": body["session_code"]}) as response:
+        ended = await response.json()
+        if response.status != 200:
+            tally.error(f"end {response.status} {ended.get('error', {}).get('code')}")
+            return
+    tally.latencies.append(loop.time() - opened)
+    tally.operations += 1
+
+
+async def show_permission(http: aiohttp.ClientSession, base: str, credentials: list[str], turn: int,
+                          tally: Tally) -> None:
+    """`GET` one of this task's permissions with its token (credentials are "id token")."""
+    permission_id, token = credentials[turn % len(credentials)].split()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with http.get(f"{base}/api/v1/zcash/permissions/{permission_id}",
+                        headers={"Authorization": f"Bearer {token}"}) as response:
+        await response.read()
+        if response.status != 200:
+            tally.error(f"show {response.status}")
+            return
+    tally.latencies.append(loop.time() - started)
+    tally.operations += 1
+
+
+OPERATIONS: dict[str, Operation] = {"open+end": open_and_end, "GET permission": show_permission}
+
+
+async def _http_task(operation: Operation, http: aiohttp.ClientSession, base: str, credentials: list[str],
+                     deadline: float, tally: Tally) -> None:
     loop = asyncio.get_running_loop()
     turn = 0
     while loop.time() < deadline:
-        token = tokens[turn % len(tokens)]
         turn += 1
-        started = loop.time()
         try:
-            async with http.post(f"{base}/api/v1/sessions", json={"user_wallet_address": WALLET,
-                                                                  "vendor_id": str(VENDOR_ID)},
-                                 headers={"Authorization": f"Bearer {token}"}) as response:
-                body = await response.json()
-                if response.status != 201:
-                    tally.error(f"open {response.status} {body.get('error', {}).get('code')}")
-                    continue
-            opened = loop.time()
-            tally.latencies.append(opened - started)
-            async with http.post(f"{base}/api/v1/sessions/end",
-                                 json={"session_code": body["session_code"]}) as response:
-                ended = await response.json()
-                if response.status != 200:
-                    tally.error(f"end {response.status} {ended.get('error', {}).get('code')}")
-                    continue
-            tally.latencies.append(loop.time() - opened)
-            tally.operations += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await operation(http, base, credentials, turn, tally)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             tally.error(type(exc).__name__)
 
 
-async def _http_load(base: str, task_tokens: list[list[str]], seconds: float) -> Tally:
+async def _http_load(operation: str, base: str, task_credentials: list[list[str]], seconds: float) -> Tally:
     tally = Tally()
-    connector = aiohttp.TCPConnector(limit=len(task_tokens), force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    connector = aiohttp.TCPConnector(limit=len(task_credentials))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
         loop = asyncio.get_running_loop()
         cpu_started, wall_started = time.process_time(), loop.time()
         deadline = wall_started + seconds
-        await asyncio.gather(*(_http_task(http, base, tokens, deadline, tally) for tokens in task_tokens))
+        await asyncio.gather(*(_http_task(OPERATIONS[operation], http, base, credentials, deadline, tally)
+                               for credentials in task_credentials))
         tally.seconds = loop.time() - wall_started
         tally.client_cpu_seconds = time.process_time() - cpu_started
     return tally
 
 
-def _http_load_process(base: str, task_tokens: list[list[str]], seconds: float, results: multiprocessing.Queue
-                       ) -> None:
-    results.put(asyncio.run(_http_load(base, task_tokens, seconds)))
+def _http_load_process(operation: str, base: str, task_credentials: list[list[str]], seconds: float,
+                       results: multiprocessing.Queue) -> None:
+    results.put(asyncio.run(_http_load(operation, base, task_credentials, seconds)))
 
 
-def run_http_load(base: str, task_tokens: list[list[str]], seconds: float, processes: int) -> Tally:
+def run_http_load(operation: str, base: str, task_credentials: list[list[str]], seconds: float,
+                  processes: int) -> Tally:
     """The HTTP load, from `processes` separate processes sharing the tasks, so the client does not compete with
     the gateway for one event loop (it still competes for the machine's cores)."""
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     workers = [context.Process(target=_http_load_process,
-                               args=(base, task_tokens[index::processes], seconds, results))
+                               args=(operation, base, task_credentials[index::processes], seconds, results))
                for index in range(processes)]
     for worker in workers:
         worker.start()
@@ -232,9 +261,10 @@ async def _floor_task(pool: asyncpg.Pool, permission_ids: list[uuid.UUID], deadl
             tally.error(type(exc).__name__)
 
 
-async def run_sql_floor(dsn: str, task_permissions: list[list[uuid.UUID]], seconds: float) -> Tally:
+async def run_sql_floor(dsn: str, task_permissions: list[list[uuid.UUID]], seconds: float, pool_size: int,
+                        statement_cache_size: int) -> Tally:
     tally = Tally()
-    pool = await create_pool(dsn, min_size=GATEWAY_POOL_SIZE, max_size=GATEWAY_POOL_SIZE)
+    pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size, statement_cache_size=statement_cache_size)
     try:
         loop = asyncio.get_running_loop()
         cpu_started, wall_started = time.process_time(), loop.time()
@@ -247,6 +277,77 @@ async def run_sql_floor(dsn: str, task_permissions: list[list[uuid.UUID]], secon
     return tally
 
 
+# ------------------------------------------------------------------------------------------------------ CPU split
+
+def _process_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def _tree(pid: int) -> set[int]:
+    """`pid` and its descendants."""
+    children: dict[int, set[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        children.setdefault(parent, set()).add(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuSplit:
+    """Where the machine's CPU went during one run, in cores (1.0 = one core busy for the whole run)."""
+
+    database: str
+    monitor: asyncpg.Connection
+    gateway_pid: int | None
+    bouncer_pid: int | None = None
+    _start: dict[str, dict[int, int]] = field(default_factory=dict)
+    _machine: tuple[int, int] = (0, 0)
+
+    async def _roles(self) -> dict[str, set[int]]:
+        backends = {row["pid"] for row in await self.monitor.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", self.database)}
+        return {"PostgreSQL": backends,
+                "gateway": _tree(self.gateway_pid) if self.gateway_pid else set(),
+                "PgBouncer": {self.bouncer_pid} if self.bouncer_pid else set()}
+
+    async def start(self) -> None:
+        self._start = {role: {pid: _process_ticks(pid) for pid in pids} for role, pids in (await self._roles()).items()}
+        self._machine = _machine_ticks()
+
+    async def stop(self, client: Tally) -> str:
+        busy_end, total_end = _machine_ticks()
+        seconds = (total_end - self._machine[1]) / CLOCK_TICKS / (os.cpu_count() or 1)
+        cores: dict[str, float] = {}
+        for role, pids in (await self._roles()).items():
+            began = self._start.get(role, {})
+            ticks = sum(_process_ticks(pid) - began.get(pid, 0) for pid in pids | began.keys())
+            cores[role] = ticks / CLOCK_TICKS / seconds
+        cores["load generator"] = client.client_cpu_seconds / seconds
+        busy = (busy_end - self._machine[0]) / CLOCK_TICKS / seconds
+        cores["rest of the machine"] = max(0.0, busy - sum(cores.values()))
+        cores["idle"] = (os.cpu_count() or 1) - busy
+        return "  ".join(f"{role} {value:.2f}" for role, value in cores.items() if value >= 0.005)
+
+
 # ---------------------------------------------------------------------------------------------- servers under test
 
 def _free_port() -> int:
@@ -257,7 +358,8 @@ def _free_port() -> int:
 
 async def _start(command: list[str], ready_text: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Starts a server subprocess and waits for `ready_text` on its standard output."""
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,  # noqa: ASYNC220 - start-up
+                               stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     reader = asyncio.get_running_loop().run_in_executor(None, _read_until, process.stdout, ready_text)
     try:
@@ -279,17 +381,19 @@ async def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
-        await asyncio.to_thread(process.wait, 30)
+        await asyncio.to_thread(process.wait, 60)
     except subprocess.TimeoutExpired:
         process.kill()
         await asyncio.to_thread(process.wait)
 
 
-async def start_gateway(database_url: str) -> tuple[str, subprocess.Popen[bytes]]:
+async def start_gateway(workers: int, **database: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """`paygo serve --no-scheduler --workers N` on embedded defaults but for the database settings given."""
     port = _free_port()
-    env = {key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "ZCASH_RPC_URL"}}
-    env.update(DATABASE_URL=database_url, LOG_FORMAT="json")
-    process = await _start([sys.executable, "-m", "paygo.cli", "serve", "--no-scheduler",
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"REDIS_URL", "ZCASH_RPC_URL"} and not key.startswith("DATABASE_")}
+    env.update(LOG_LEVEL="WARNING", **database)
+    process = await _start([sys.executable, "-m", "paygo.cli", "serve", "--no-scheduler", "--workers", str(workers),
                             "--listen", f"127.0.0.1:{port}"], "PayGo gateway listening", env)
     return f"http://127.0.0.1:{port}", process
 
@@ -305,7 +409,7 @@ async def start_bare_app() -> tuple[str, subprocess.Popen[bytes]]:
 async def seed(dsn: str, count: int) -> tuple[list[uuid.UUID], list[str]]:
     """A vendor and `count` active, funded permissions; returns their ids and bearer tokens."""
     ids = [uuid.uuid4() for _ in range(count)]
-    tokens = [f"pgt_load_{secrets.token_urlsafe(24)}" for _ in range(count)]
+    tokens = [f"pgp_load_{secrets.token_urlsafe(24)}" for _ in range(count)]
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
@@ -322,37 +426,83 @@ def shares(items: list[object], tasks: int) -> list[list[object]]:
     return [items[index::tasks] or [items[index % len(items)]] for index in range(tasks)]
 
 
-async def measure(args: argparse.Namespace, base: str, dsn: str, ids: list[uuid.UUID], tokens: list[str]) -> None:
-    c, seconds, processes = args.concurrency, args.seconds, args.client_processes
-    print(f"concurrency {c}, {seconds:g} s per run, {len(ids)} permissions, "
-          f"{processes} client process(es), {os.cpu_count()} cores", flush=True)
-    gateway = run_http_load(base, shares(tokens, c), seconds, processes)  # type: ignore[arg-type]
-    print(f"gateway      {gateway.summary()}   client CPU {gateway.client_cpu_share():.0%}", flush=True)
-    floor = await run_sql_floor(dsn, shares(ids, c), seconds)  # type: ignore[arg-type]
-    print(f"SQL floor    {floor.summary()}", flush=True)
-    bare_base, bare_process = await start_bare_app()
-    try:
-        bare = run_http_load(bare_base, [["-"]] * c, seconds, processes)
-    finally:
-        await _stop(bare_process)
-    print(f"bare aiohttp {bare.summary()}   client CPU {bare.client_cpu_share():.0%}", flush=True)
-    print(f"gateway / SQL floor:    {gateway.ops_per_second / floor.ops_per_second:.2f}   (target >= 0.5, "
-          f"p99 <= 25 ms)")
-    print(f"gateway / bare aiohttp: {gateway.ops_per_second / bare.ops_per_second:.2f}")
-    if args.contended_seconds > 0:
-        one = args.contended_seconds
-        contended = run_http_load(base, [[tokens[0]]] * c, one, processes)
-        print(f"one permission, gateway   {contended.summary()}", flush=True)
-        contended_floor = await run_sql_floor(dsn, [[ids[0]]] * c, one)
-        print(f"one permission, SQL floor {contended_floor.summary()}", flush=True)
+@dataclass
+class Variant:
+    """One way the gateway and the floor reach PostgreSQL: directly, or through PgBouncer."""
+
+    name: str
+    base: str
+    gateway_pid: int | None
+    floor_dsn: str
+    statement_cache_size: int
+    bouncer_pid: int | None = None
+
+
+async def measure(args: argparse.Namespace, variant: Variant, database: str, monitor: asyncpg.Connection,
+                  ids: list[uuid.UUID], tokens: list[str]) -> dict[str, Tally]:
+    """Gateway and floor at each concurrency, and GET of a permission; each gateway run with its CPU split."""
+    found: dict[str, Tally] = {}
+    split = CpuSplit(database, monitor, variant.gateway_pid, variant.bouncer_pid)
+    pool_size = POOL_SIZE * args.workers
+    for concurrency in args.concurrency:
+        await split.start()
+        gateway = run_http_load("open+end", variant.base, shares(tokens, concurrency),  # type: ignore[arg-type]
+                                args.seconds, args.client_processes)
+        cpu = await split.stop(gateway)
+        found[f"gateway c={concurrency}"] = gateway
+        print(f"{variant.name:<10} open+end  c={concurrency:<3} gateway    {gateway.summary()}", flush=True)
+        print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
+        floor = await run_sql_floor(variant.floor_dsn, shares(ids, concurrency),  # type: ignore[arg-type]
+                                    args.seconds, min(pool_size, concurrency), variant.statement_cache_size)
+        found[f"floor c={concurrency}"] = floor
+        print(f"{variant.name:<10} open+end  c={concurrency:<3} SQL floor  {floor.summary()}", flush=True)
+    concurrency = max(args.concurrency)
+    await split.start()
+    shown = run_http_load("GET permission", variant.base,
+                          shares([f"{i} {t}" for i, t in zip(ids, tokens, strict=True)], concurrency),  # type: ignore[arg-type]
+                          args.seconds, args.client_processes)
+    cpu = await split.stop(shown)
+    found["GET permission"] = shown
+    print(f"{variant.name:<10} GET permission c={concurrency:<3}   {shown.summary()}", flush=True)
+    print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
+    return found
+
+
+def report(results: dict[str, dict[str, Tally]], bare: dict[int, Tally], concurrencies: list[int]) -> None:
+    high, low = max(concurrencies), min(concurrencies)
+    print("\nratios (gateway ops/s over the same-run floor):")
+    for name, found in results.items():
+        for concurrency in concurrencies:
+            gateway, floor = found[f"gateway c={concurrency}"], found[f"floor c={concurrency}"]
+            to_floor = gateway.ops_per_second / floor.ops_per_second
+            to_bare = gateway.ops_per_second / bare[concurrency].ops_per_second
+            print(f"  {name:<10} c={concurrency:<3} gateway / SQL floor {to_floor:.2f}   "
+                  f"gateway / bare aiohttp {to_bare:.2f}")
+    print("targets (issue 12):")
+    for name, found in results.items():
+        gateway, floor = found[f"gateway c={high}"], found[f"floor c={high}"]
+        print(f"  {name:<10} open+end c={high}: {gateway.ops_per_second:.0f}/s (>= 1000), "
+              f"{gateway.ops_per_second / floor.ops_per_second:.2f} of the floor (>= 0.6); "
+              f"p99 at c={low}: {found[f'gateway c={low}'].percentile_ms(0.99):.1f} ms (<= 25); "
+              f"GET permission {found['GET permission'].ops_per_second:.0f}/s (>= 3000)")
 
 
 async def main(args: argparse.Namespace) -> None:
+    print(f"PayGo API load: {os.cpu_count()} cores; gateway with {args.workers} worker process(es), pool "
+          f"{POOL_SIZE} each; {args.permissions} permissions; {args.seconds:g} s per run; "
+          f"{args.client_processes} client process(es)", flush=True)
     if args.url:
         if not args.database_url:
             raise SystemExit("--url needs --database-url: the permissions are seeded directly in that database")
         ids, tokens = await seed(args.database_url, args.permissions)
-        await measure(args, args.url.rstrip("/"), args.database_url, ids, tokens)
+        monitor = await asyncpg.connect(args.database_url)
+        try:
+            variant = Variant("running", args.url.rstrip("/"), None, args.database_url, 100)
+            results = {"running": await measure(args, variant, await monitor.fetchval("SELECT current_database()"),
+                                                monitor, ids, tokens)}
+        finally:
+            await monitor.close()
+        report(results, await measure_bare(args), args.concurrency)
         return
     if os.environ.get("DATABASE_URL"):
         server, embedded = dsn_for_database(os.environ["DATABASE_URL"], "postgres"), None
@@ -362,29 +512,73 @@ async def main(args: argparse.Namespace) -> None:
     database = f"paygo_load_{uuid.uuid4().hex[:8]}"
     dsn = dsn_for_database(server, database)
     await create_database(server, database)
+    bouncer: EmbeddedPgBouncer | None = None
     try:
         ids, tokens = await seed(dsn, args.permissions)
-        base, gateway = await start_gateway(dsn)
+        monitor = await asyncpg.connect(dsn)
         try:
-            await measure(args, base, dsn, ids, tokens)
+            results: dict[str, dict[str, Tally]] = {}
+            base, gateway = await start_gateway(args.workers, DATABASE_URL=dsn,
+                                                DATABASE_POOL_SIZE=str(POOL_SIZE))
+            try:
+                results["direct"] = await measure(args, Variant("direct", base, gateway.pid, dsn, 100),
+                                                  database, monitor, ids, tokens)
+            finally:
+                await _stop(gateway)
+            if args.pgbouncer:
+                try:
+                    bouncer = await start_pgbouncer((ROOT / ".paygo").resolve(), server,
+                                                    pool_size=POOL_SIZE * args.workers)
+                except EmbeddedServiceError as exc:
+                    print(f"PgBouncer variant skipped: {exc}", flush=True)
+                if bouncer is not None:
+                    pooled = bouncer.dsn(dsn)
+                    base, gateway = await start_gateway(
+                        args.workers, DATABASE_URL=pooled, DATABASE_DIRECT_URL=dsn,
+                        DATABASE_STATEMENT_CACHE_SIZE="0", DATABASE_POOL_SIZE=str(POOL_SIZE))
+                    try:
+                        assert bouncer.process is not None
+                        variant = Variant("PgBouncer", base, gateway.pid, pooled, 0, bouncer.process.pid)
+                        results["PgBouncer"] = await measure(args, variant, database, monitor, ids, tokens)
+                    finally:
+                        await _stop(gateway)
         finally:
-            await _stop(gateway)
+            await monitor.close()
+        report(results, await measure_bare(args), args.concurrency)
     finally:
+        if bouncer is not None:
+            await bouncer.stop()
         await drop_database(server, database)
         if embedded is not None:
             await embedded.stop()
 
 
+async def measure_bare(args: argparse.Namespace) -> dict[int, Tally]:
+    bare_base, bare_process = await start_bare_app()
+    found = {}
+    try:
+        for concurrency in args.concurrency:
+            found[concurrency] = run_http_load("open+end", bare_base, [["-"]] * concurrency, args.seconds,
+                                               args.client_processes)
+            print(f"bare aiohttp open+end c={concurrency:<3}          {found[concurrency].summary()}", flush=True)
+    finally:
+        await _stop(bare_process)
+    return found
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="gateway worker processes (default: the number of cores)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 8],
+                        help="requests in flight, one run each (default 64 8)")
     parser.add_argument("--seconds", type=float, default=20, help="length of each measured run (default 20)")
+    parser.add_argument("--no-pgbouncer", dest="pgbouncer", action="store_false",
+                        help="skip the runs through PgBouncer")
     parser.add_argument("--url", help="a running gateway (default: start one on embedded defaults)")
     parser.add_argument("--database-url", help="with --url: that gateway's database, where permissions are seeded")
     parser.add_argument("--permissions", type=int, default=1000, help="funded permissions to spread sessions over")
     parser.add_argument("--client-processes", type=int, default=1, help="load generator processes (default 1)")
-    parser.add_argument("--contended-seconds", type=float, default=5,
-                        help="also run this long with every task on one permission (0: skip)")
     return parser
 
 
