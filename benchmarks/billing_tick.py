@@ -72,7 +72,7 @@ permission_updates AS (
       FROM totals t WHERE p.id = t.permission_id
     RETURNING 1
 )
-SELECT (SELECT coalesce(sum(sessions), 0) FROM totals) AS sessions,
+SELECT (SELECT coalesce(sum(sessions), 0)::bigint FROM totals) AS sessions,
        (SELECT coalesce(sum(t.accrued - p.accrued_amount), 0)
           FROM totals t JOIN permissions p ON p.id = t.permission_id) AS charged,
        (SELECT count(*) FROM permission_updates) AS permissions
