@@ -33,13 +33,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -166,7 +164,7 @@ async def _http_task(http: aiohttp.ClientSession, base: str, tokens: list[str], 
                     continue
             tally.latencies.append(loop.time() - opened)
             tally.operations += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             tally.error(type(exc).__name__)
 
 

@@ -45,9 +45,9 @@ def _free_port() -> int:
 
 async def _wait_for_ticks(conn: asyncpg.Connection, count: int) -> None:
     start = await conn.fetchval("SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
-    while (await conn.fetchval("SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
+    while (await conn.fetchval(  # noqa: ASYNC110 - another process writes job_runs"SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
            < start + count):
-        await asyncio.sleep(0.5)  # noqa: ASYNC110 - another process writes job_runs
+        await asyncio.sleep(0.5)
 
 
 async def main(sessions: int) -> None:
