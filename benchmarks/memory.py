@@ -43,10 +43,15 @@ def _free_port() -> int:
         return port
 
 
+async def _ticks(conn: asyncpg.Connection) -> int:
+    runs: int = await conn.fetchval("SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
+    return runs
+
+
 async def _wait_for_ticks(conn: asyncpg.Connection, count: int) -> None:
-    start = await conn.fetchval("SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
-    while (await conn.fetchval(  # noqa: ASYNC110 - another process writes job_runs"SELECT coalesce(max(runs), 0) FROM job_runs WHERE job_name = 'billing_tick'")
-           < start + count):
+    """Until the gateway's scheduler (another process) has run `count` more billing ticks."""
+    target = await _ticks(conn) + count
+    while await _ticks(conn) < target:  # noqa: ASYNC110 - another process writes job_runs
         await asyncio.sleep(0.5)
 
 
