@@ -76,7 +76,7 @@ def _configured_only(handler: Handler) -> Handler:
 
 @describe(Operation(
     summary="Stripe's webhook: checkout, refund and dispute events", tag="card", body={"type": "object"},
-    response=StripeWebhookAnswer, errors=(400, 422),
+    response=StripeWebhookAnswer, errors=(400, 422), rate_limited=False,
     headers=(Parameter("Stripe-Signature", "`t=<unix>,v1=<HMAC-SHA256(webhook secret, \"t.body\")>`",
                        required=True),),
     description="The raw body is verified against Stripe-Signature before anything is read; each event id is "

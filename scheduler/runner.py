@@ -31,6 +31,7 @@ class Intervals:
     billing_tick: int
     expiry: int
     watcher: int
+    prune: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def schedule(jobs: JobService, intervals: Intervals) -> list[ScheduledJob]:
         ScheduledJob("payment_watcher", jobs.watch_payments, intervals.watcher),
         ScheduledJob("reminders", jobs.remind, intervals.expiry),
         ScheduledJob("outbox_delivery", jobs.deliver, intervals.watcher),
+        ScheduledJob("prune", jobs.prune, intervals.prune),
     ]
 
 

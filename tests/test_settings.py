@@ -64,8 +64,8 @@ def test_defaults_are_the_readmes() -> None:
     assert settings.ethereum is None and settings.card is None
 
 
-def test_zcash_network_defaults_to_main_with_a_wallet() -> None:
-    assert Settings.from_env({"ZCASH_RPC_URL": "http://127.0.0.1:8232"}).zcash.network is ZcashNetwork.MAIN
+def test_zcash_network_follows_the_node_with_a_wallet() -> None:
+    assert Settings.from_env({"ZCASH_RPC_URL": "http://127.0.0.1:8232"}).zcash.network is None  # asked at start-up
     assert Settings.from_env({"ZCASH_NETWORK": " TEST "}).zcash.network is ZcashNetwork.TEST
 
 
