@@ -176,7 +176,7 @@ class ZcashFundingSource:
                 synced = synced and wallet_synced
                 if not wallet_synced:
                     detail = "zallet: wallet still syncing"
-            wallet_ready = await self._account_in_wallet()
+            wallet_ready = await self._account_in_wallet() if synced else None  # a syncing wallet refuses calls
             if wallet_ready is False:
                 detail = f"{personality}: the wallet no longer holds the service account"
         except (RpcFailure, ServiceUnavailable, KeyError, TypeError, ValueError) as error:
@@ -199,8 +199,8 @@ class ZcashFundingSource:
             return None
         try:
             accounts = await self._wallet.call("z_listaccounts")
-        except RpcError:
-            return None  # a wallet still syncing refuses wallet calls; its sync state already says so
+        except RpcFailure:
+            return None  # the status says how the node is doing; this only adds what it can tell
         return any(account.get("account") == self._account_param or account.get("account_uuid") == self._account_param
                    for account in accounts)
 

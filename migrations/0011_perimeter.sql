@@ -30,6 +30,10 @@ CREATE INDEX permissions_unpaid ON permissions (payment_due_at)
 ALTER TABLE permission_reminders ADD COLUMN delivery_status text, ADD COLUMN delivered_at timestamptz;
 CREATE INDEX outbox_finished ON outbox (coalesce(delivered_at, next_attempt_at)) WHERE status <> 'pending';
 
+-- A vendor key is named by the 4 characters after its `pgv_` (answers show `pgv_` + them): nothing in a dump looks
+-- like a key.
+UPDATE vendor_api_keys SET key_prefix = substr(key_prefix, 5) WHERE key_prefix LIKE 'pgv\_%';
+
 -- A Checkout Session funds its permission once, whatever event ids or payment intents arrive for it.
 CREATE TABLE card_checkout_payments (
     checkout_session_id  text PRIMARY KEY,
