@@ -34,6 +34,7 @@ from kernel.errors import PayGoError, TooManyRequests
 
 KEEPALIVE_SECONDS = 15.0
 STREAM_RETRY_AFTER_SECONDS = 30
+HANGUP_CHECK_SECONDS = 1.0  # how soon a stream notices its client left (aiohttp does not cancel the handler)
 FINAL_STATUSES = frozenset({"ended", "exhausted", "confirmed"})
 CHANGING_FIELDS = ("status", "charged_amount", "remaining_amount", "remaining_hours", "permission_status", "ended_at")
 
@@ -119,10 +120,14 @@ async def _stream(request: web.Request, response: web.StreamResponse, hub: Sessi
             sent, quiet = current, 0.0
         if state.session.status in FINAL_STATUSES:
             return
-        wait = hub.poll_seconds
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout=wait)
-        quiet += wait
+        waited = 0.0
+        while waited < hub.poll_seconds and not changed.is_set():
+            if client_gone(request):
+                return  # the client hung up: nothing to send, nothing to log
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=HANGUP_CHECK_SECONDS)
+            waited += HANGUP_CHECK_SECONDS
+        quiet += waited
         if quiet >= KEEPALIVE_SECONDS:
             await response.write(b": keepalive\n\n")
             quiet = 0.0
