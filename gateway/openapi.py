@@ -183,7 +183,9 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                            "(and a JSON number or a decimal string in requests). Every error answers "
                            "`{\"error\": {\"code\", \"message\"}}`; clients switch on `code`. Every answer echoes "
                            "`X-Request-ID` (the caller's, or a new one). A POST with an `Idempotency-Key` header "
-                           "is applied once; a repeat answers the first answer (`Idempotent-Replayed: true`).",
+                           "is applied once; a repeat by the same caller within 24 hours answers the first answer "
+                           "(`Idempotent-Replayed: true`). Rate-limited answers (429) carry `Retry-After` and the "
+                           "`RateLimit` headers.",
         },
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
