@@ -207,8 +207,8 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     """
     key = request.headers.get(IDEMPOTENCY_HEADER)
     services = request.app.get(SERVICES)
-    if request.method != "POST" or key is None or services is None:
-        return await handler(request)
+    if request.method != "POST" or key is None or services is None or request.match_info.http_exception is not None:
+        return await handler(request)  # not an idempotent request, or no route (404, 405) to apply it to
     caller = await authenticated_caller(request)
     if caller is None:
         return await handler(request)
