@@ -498,8 +498,9 @@ def get_permission_audit(permission_id: str) -> Call[AuditTrail]:
 
 @operations("GET /api/v1/health")
 def health() -> Call[Health]:
-    """Every dependency's check; `status` is ok, degraded or down (a down report is an answer, not an error)."""
-    return Call("GET", "/api/v1/health", _model(Health), answers=frozenset({503}))
+    """Every dependency's check; `status` is ok, degraded or down (a down report is an answer, not an error).
+    Detailed health is the operator's (operator key)."""
+    return Call("GET", "/api/v1/health", _model(Health), auth=Auth.OPERATOR_KEY, answers=frozenset({503}))
 
 
 @operations("GET /api/v1/health/live")
@@ -517,8 +518,8 @@ def health_ready() -> Call[bool]:
 
 @operations("GET /metrics")
 def metrics() -> Call[str]:
-    """The Prometheus metrics, as text."""
-    return Call("GET", "/metrics", _text)
+    """The Prometheus metrics, as text (operator key)."""
+    return Call("GET", "/metrics", _text, auth=Auth.OPERATOR_KEY)
 
 
 @operations("GET /api/v1/openapi.json")
