@@ -54,25 +54,27 @@ ANALYZE;
 """
 
 FLOOR = """
-WITH owed AS (
-    SELECT s.id, s.permission_id,
-           greatest(div(s.rate_per_hour * greatest(floor(extract(epoch FROM least($1::timestamptz, p.expires_at)
-                                                                            - s.started_at)), 0), 3600)
-                    - s.charged_amount - s.uncovered_amount, 0) AS due
-      FROM sessions s JOIN permissions p ON p.id = s.permission_id
-     WHERE s.status = 'active'
+WITH charged AS (
+    UPDATE sessions s
+       SET charged_amount = greatest(session_owed(s.rate_per_hour, s.started_at, least($1::timestamptz, p.expires_at)),
+                                     s.charged_amount)
+      FROM permissions p
+     WHERE p.id = s.permission_id AND s.status = 'active'
+    RETURNING s.permission_id, s.charged_amount - s.settled_amount AS unsettled
 ),
-session_updates AS (
-    UPDATE sessions s SET charged_amount = s.charged_amount + o.due FROM owed o WHERE s.id = o.id RETURNING 1
+totals AS (
+    SELECT permission_id, sum(unsettled) AS accrued, count(*) AS sessions FROM charged GROUP BY permission_id
 ),
 permission_updates AS (
-    UPDATE permissions p SET balance = p.balance - t.due, accrued_amount = p.accrued_amount + t.due,
-                             charged_amount = p.charged_amount + t.due
-      FROM (SELECT permission_id, sum(due) AS due FROM owed GROUP BY permission_id) t
-     WHERE p.id = t.permission_id
+    UPDATE permissions p
+       SET balance = p.balance + p.accrued_amount - t.accrued, accrued_amount = t.accrued,
+           charged_amount = p.charged_amount - p.accrued_amount + t.accrued
+      FROM totals t WHERE p.id = t.permission_id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM session_updates) AS sessions, (SELECT coalesce(sum(due), 0) FROM owed) AS charged,
+SELECT (SELECT coalesce(sum(sessions), 0)::bigint FROM totals) AS sessions,
+       (SELECT coalesce(sum(t.accrued - p.accrued_amount), 0)
+          FROM totals t JOIN permissions p ON p.id = t.permission_id) AS charged,
        (SELECT count(*) FROM permission_updates) AS permissions
 """
 

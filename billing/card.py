@@ -2,7 +2,8 @@
 
 Events are facts folded into the database in whatever order they arrive, each event id once:
 - a paid Checkout Session funds its permission (the `payments` row is the PaymentIntent, credited through
-  `apply_payments`, so a webhook and a verify can never fund twice);
+  `apply_payments`, so a webhook and a verify can never fund twice), once: `card_checkout_payments` keys the one
+  payment intent of each session, so events naming another one fund nothing;
 - a failed or expired checkout leaves the permission unfunded with a reason (ignored once it is funded);
 - `charge.refunded` carries the charge's cumulative `amount_refunded`; whatever of it is not yet accounted for
   (`refund_covered`) is reversed from the balance, and what the balance cannot cover becomes a debt that suspends
@@ -15,6 +16,7 @@ Lock order, on every path: the PaymentIntent's advisory lock, then the permissio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +31,8 @@ from billing.ledger import EntryKind, post_entry
 from billing.permissions import Permission, PermissionStatus, apply_payments, get_permission
 from kernel.errors import Conflict, InvalidEvent, NotFound
 from kernel.funding import Payment, RefundReceipt
+
+log = logging.getLogger(__name__)
 
 CARD = "card"
 
@@ -117,13 +121,32 @@ async def _session_paid(conn: asyncpg.Connection, session: Mapping[str, Any],
         return IGNORED  # completed but not paid yet: an asynchronous payment method; its own event follows
     await _lock_payment_intent(conn, payment.txid)
     permission_id = await _checkout_permission(conn, session)
-    if permission_id is None:
+    if permission_id is None or not await _first_payment_of_checkout(conn, session["id"], permission_id, payment):
         return IGNORED
     await apply_payments(conn, permission_id, [payment], min_confirmations=1)
     await conn.execute("UPDATE card_permissions SET unfunded_reason = NULL, updated_at = now() "
                        "WHERE permission_id = $1", permission_id)
     await _reconcile(conn, permission_id, payment.txid)
     return EventResult(EventOutcome.APPLIED, permission_id)
+
+
+async def _first_payment_of_checkout(conn: asyncpg.Connection, checkout_session_id: str, permission_id: UUID,
+                                     payment: Payment) -> bool:
+    """Whether `payment` is the one payment of its Checkout Session (recorded now, or the same one again). A
+    Checkout Session is paid once: an event naming another payment intent for it funds nothing (the unique key on
+    the session settles two such events arriving at once)."""
+    recorded = await conn.fetchval(
+        """
+        INSERT INTO card_checkout_payments (checkout_session_id, permission_id, payment_intent) VALUES ($1, $2, $3)
+        ON CONFLICT (checkout_session_id) DO NOTHING RETURNING payment_intent
+        """,
+        checkout_session_id, permission_id, payment.txid,
+    ) or await conn.fetchval("SELECT payment_intent FROM card_checkout_payments WHERE checkout_session_id = $1",
+                             checkout_session_id)
+    if recorded != payment.txid:
+        log.warning("checkout session of permission %s reported a second payment; it funds nothing", permission_id)
+        return False
+    return True
 
 
 def _session_unfunded(reason: str) -> EventHandler:

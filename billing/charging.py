@@ -32,7 +32,8 @@ ONE_SECOND = timedelta(seconds=1)
 # The common case of a tick, as plain in-place arithmetic: permissions whose money lasts well past `at` (a second
 # before their stop instant, which is never later than the true one), not expiring, with no session on credit and
 # none due a checkpoint. Each session is charged exactly what it owes now, with no allocation, no settlement and no
-# event to write. Returns the permissions it charged; the rest of the batch goes through CHARGE_SESSIONS.
+# event to write. The permission's totals follow from what its sessions now hold beyond what they settled. Returns
+# the permissions it charged; the rest of the batch goes through CHARGE_SESSIONS.
 ACCRUE_COVERED = """
 WITH covered AS (
     SELECT p.id FROM permissions p
@@ -43,26 +44,26 @@ WITH covered AS (
                           AND (s.uncovered_amount > 0 OR s.exhausted_at IS NOT NULL
                                OR coalesce(s.settled_at, s.started_at) <= $2 - interval '1 hour'))
 ),
-due AS (
-    SELECT s.id, s.permission_id,
-           greatest(session_owed(s.rate_per_hour, s.started_at, $2) - s.charged_amount, 0) AS amount
-      FROM sessions s JOIN covered c ON c.id = s.permission_id
-     WHERE s.status = 'active'
-),
-session_updates AS (
-    UPDATE sessions s SET charged_amount = s.charged_amount + d.amount FROM due d WHERE s.id = d.id AND d.amount > 0
+charged AS (
+    -- every open session of a covered permission: charged what it owes now (never less than before)
+    UPDATE sessions s SET charged_amount = greatest(session_owed(s.rate_per_hour, s.started_at, $2), s.charged_amount)
+      FROM covered c
+     WHERE s.permission_id = c.id AND s.status = 'active'
+    RETURNING s.permission_id, s.charged_amount - s.settled_amount AS unsettled
 ),
 totals AS (
-    SELECT permission_id, sum(amount) AS amount FROM due GROUP BY permission_id
+    SELECT permission_id, sum(unsettled) AS accrued, count(*) AS sessions FROM charged GROUP BY permission_id
 ),
 permission_updates AS (
+    -- what accrued since the last tick moves from the balance to the accrued amount
     UPDATE permissions p
-       SET balance = p.balance - t.amount, accrued_amount = p.accrued_amount + t.amount,
-           charged_amount = p.charged_amount + t.amount, updated_at = now()
-      FROM totals t WHERE p.id = t.permission_id AND t.amount > 0
+       SET balance = p.balance + p.accrued_amount - t.accrued, accrued_amount = t.accrued,
+           charged_amount = p.charged_amount - p.accrued_amount + t.accrued, updated_at = now()
+      FROM totals t WHERE p.id = t.permission_id AND t.accrued <> p.accrued_amount
 )
-SELECT ARRAY(SELECT id FROM covered) AS covered, (SELECT count(*) FROM due) AS sessions,
-       (SELECT coalesce(sum(amount), 0) FROM due) AS charged
+SELECT ARRAY(SELECT id FROM covered) AS covered, (SELECT coalesce(sum(sessions), 0) FROM totals) AS sessions,
+       (SELECT coalesce(sum(t.accrued - p.accrued_amount), 0)
+          FROM totals t JOIN permissions p ON p.id = t.permission_id) AS charged  -- as before this statement
 """
 
 # The next batch of permissions with open sessions, in id order (an index-only walk that stops at the batch size).

@@ -3,7 +3,8 @@
 One run claims a batch (billing.outbox.claim_due), sends the batch concurrently with a tight timeout, and records
 each result on its message and in the delivery log (billing.vendor_webhooks.record_attempts), in one transaction.
 Each message's body is the JSON of its payload, signed with the receiver's derived secret
-(billing.webhooks): the permission's for reminders, the vendor's for vendor webhooks.
+(billing.webhooks): the permission's for reminders, the vendor's for vendor webhooks. Messages are sent by
+billing.outbound.WebhookSender, which refuses targets on private networks.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aiohttp
-
+from billing.outbound import WebhookSender
 from billing.outbox import OutboxMessage, RetryPolicy, claim_due, mark_delivered, mark_failed
 from billing.unit_of_work import Database
 from billing.vendor_webhooks import LoggedAttempt, record_attempts
 from billing.webhooks import SIGNATURE_HEADER, permission_secret, sign, vendor_secret
 
-USER_AGENT = "PayGo-Webhooks/1"
 DEFAULT_BATCH_SIZE = 100
 
 
@@ -53,34 +52,23 @@ def _secret_for(message: OutboxMessage, signing_key: str) -> str:
     raise ValueError(f"outbox message {message.id} has no receiver to sign for")
 
 
-async def _post(http: aiohttp.ClientSession, message: OutboxMessage, signing_key: str, *, now: datetime,
+async def _post(sender: WebhookSender, message: OutboxMessage, signing_key: str, *, now: datetime,
                 timeout_seconds: float) -> _Attempt:
     body = message_body(message)
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
         "PayGo-Event": message.event_type,
         "PayGo-Delivery": str(message.id),
         SIGNATURE_HEADER: sign(_secret_for(message, signing_key), int(now.timestamp()), body),
     }
     started = time.perf_counter()
-
-    def finished(status_code: int | None, error: str | None) -> _Attempt:
-        return _Attempt(status_code, error, int((time.perf_counter() - started) * 1000))
-
-    try:
-        async with http.post(message.target_url, data=body, headers=headers, allow_redirects=False,
-                             timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
-            if 200 <= response.status < 300:
-                return finished(response.status, None)
-            return finished(response.status, f"HTTP {response.status} {response.reason or ''}".strip())
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        return finished(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    sent = await sender.post(message.target_url, body, headers, timeout_seconds=timeout_seconds)
+    return _Attempt(sent.status_code, sent.error, int((time.perf_counter() - started) * 1000))
 
 
 async def deliver_due(
     db: Database,
-    http: aiohttp.ClientSession,
+    sender: WebhookSender,
     *,
     signing_key: str | None,
     policy: RetryPolicy,
@@ -97,7 +85,7 @@ async def deliver_due(
     async with db.transaction() as work:
         messages = await claim_due(work.conn, now=now, limit=batch_size, lease=lease)
     attempts = await asyncio.gather(
-        *(_post(http, message, signing_key, now=now, timeout_seconds=timeout_seconds) for message in messages)
+        *(_post(sender, message, signing_key, now=now, timeout_seconds=timeout_seconds) for message in messages)
     )
     delivered = retrying = dead = 0
     logged: list[LoggedAttempt] = []

@@ -84,8 +84,9 @@ class SpendAuthorization:
 
 def parse_uint(value: object, field: str, maximum: int) -> int:
     """A whole number from 0 to `maximum`, given as a JSON integer or a decimal string (nonces exceed 2**53)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    if text and len(text) <= len(str(maximum)) and text.isascii() and text.isdigit():
+        number = int(text)  # ASCII digits only, and short enough to be in range, checked before converting
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:

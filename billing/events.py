@@ -24,6 +24,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from billing.breaker import CircuitBreaker
 from billing.unit_of_work import Changes
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,11 @@ def decode_notice(raw: bytes | str) -> Notice:
 
 async def publish_session_updates(redis: aioredis.Redis | None, session_ids: Sequence[UUID],
                                   permission_ids: Sequence[UUID] = (), *,
-                                  channel: str = SESSION_EVENTS_CHANNEL) -> None:
-    """Tell every subscriber that these sessions and permissions changed. Never raises: polling catches a miss."""
-    if redis is None or not (session_ids or permission_ids):
+                                  channel: str = SESSION_EVENTS_CHANNEL,
+                                  breaker: CircuitBreaker | None = None) -> None:
+    """Tell every subscriber that these sessions and permissions changed. Never raises: polling catches a miss.
+    Skipped while `breaker` is open."""
+    if redis is None or not (session_ids or permission_ids) or (breaker is not None and not breaker.allows):
         return
     try:
         async with redis.pipeline(transaction=False) as pipe:
@@ -72,17 +75,24 @@ async def publish_session_updates(redis: aioredis.Redis | None, session_ids: Seq
                                                     permission_ids[start:start + IDS_PER_NOTICE]))
             await pipe.execute()
     except (RedisError, OSError) as exc:
+        if breaker is not None:
+            breaker.failed()
         log.warning("change notice not published: %s", type(exc).__name__)
+        return
+    if breaker is not None:
+        breaker.succeeded()
 
 
 class LiveNotices:
     """The post-commit listener that wakes live streams in every process."""
 
-    def __init__(self, redis: aioredis.Redis | None) -> None:
+    def __init__(self, redis: aioredis.Redis | None, breaker: CircuitBreaker | None = None) -> None:
         self._redis = redis
+        self._breaker = breaker
 
     async def on_commit(self, changes: Changes) -> None:
-        await publish_session_updates(self._redis, sorted(changes.session_ids), sorted(changes.permission_ids))
+        await publish_session_updates(self._redis, sorted(changes.session_ids), sorted(changes.permission_ids),
+                                      breaker=self._breaker)
 
 
 class SessionEventHub:
@@ -100,6 +110,14 @@ class SessionEventHub:
     @property
     def poll_seconds(self) -> float:
         return SAFETY_POLL_SECONDS if self.subscribed.is_set() else POLL_SECONDS
+
+    @property
+    def streams(self) -> int:
+        """How many streams this process serves."""
+        return sum(len(waiting) for waiting in self._by_session.values())
+
+    def streams_of(self, permission_id: UUID) -> int:
+        return len(self._by_permission.get(permission_id, ()))
 
     def watch(self, session_id: UUID, permission_id: UUID) -> asyncio.Event:
         if self._redis is not None and self._listener is None:

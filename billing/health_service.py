@@ -15,6 +15,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from billing.breaker import CircuitBreaker
 from billing.db import DATABASE_DOWN_ERRORS
 from billing.replica import ReplicaHealth
 from billing.reports import table_exists
@@ -60,6 +61,7 @@ class RedisHealth:
     enabled: bool
     up: bool
     error: str | None = None
+    breaker_open: bool = False  # requests skip Redis for a cool-down after failures
 
 
 @functools.cache
@@ -69,10 +71,12 @@ def _expected_migrations() -> dict[int, str]:
 
 
 class HealthService:
-    def __init__(self, db: Database, sources: FundingSources, redis: aioredis.Redis | None) -> None:
+    def __init__(self, db: Database, sources: FundingSources, redis: aioredis.Redis | None,
+                 redis_breaker: CircuitBreaker | None = None) -> None:
         self.db = db
         self.sources = sources
         self.redis = redis
+        self.redis_breaker = redis_breaker or CircuitBreaker("Redis")
 
     async def database(self, *, full: bool) -> DatabaseHealth:
         """Whether the database answers and its migrations are applied; with `full`, also the scheduler's lag and
@@ -116,14 +120,16 @@ class HealthService:
         return await self.db.replica.check() if self.db.replica is not None else None
 
     async def redis_status(self) -> RedisHealth:
+        """Redis answers a PING (asked even while the breaker is open: health is how the operator sees it)."""
         if self.redis is None:
             return RedisHealth(enabled=False, up=True)
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
                 await self.redis.ping()
         except (RedisError, OSError, TimeoutError) as exc:
-            return RedisHealth(enabled=True, up=False, error=type(exc).__name__)
-        return RedisHealth(enabled=True, up=True)
+            return RedisHealth(enabled=True, up=False, error=type(exc).__name__,
+                               breaker_open=self.redis_breaker.is_open)
+        return RedisHealth(enabled=True, up=True, breaker_open=self.redis_breaker.is_open)
 
     async def source_statuses(self) -> Sequence[SourceStatus]:
         """Each funding source's reachability, tip and sync state (a source never raises here)."""

@@ -1,22 +1,48 @@
-"""Idempotency-Key records: the first answer to a (principal, key) pair is stored and replayed.
+"""Idempotency-Key records: the first answer to a (caller, route, key) is replayed to that caller, and to no one else.
 
-`claim` inserts a row locked for a short lease; a retry with the same key and body gets the stored answer,
-with another body a 422, and while the first request is still running a 409 (with a short Retry-After). Answers
-of 5xx are not stored, so the client may retry. If a process dies mid-request, its lease runs out and a retry
-runs again — every money-moving operation behind it is idempotent by construction (see billing/sessions.py).
+What is stored lets the same caller replay the same answer and nothing more; a database dump holds no usable secret:
+- the row is found by `scope` = SHA-256(route, caller identity) and `key_id` = HMAC-SHA256(Idempotency-Key, scope),
+  never by the key itself;
+- the answer (which may hold a permission token, a session code, an API key or a webhook secret, shown once) is
+  encrypted with AES-256-GCM under a key derived (HKDF-SHA256) from the caller's Idempotency-Key *and* the credential
+  the caller presented. The database holds neither: credentials are stored only as SHA-256 hashes, and HKDF input is
+  not that hash. On anonymous routes there is no credential, so the key alone must be unguessable: keys shorter
+  than MIN_ANONYMOUS_KEY_LENGTH are refused (422 `idempotency_key_too_short`);
+- `request_hash` is an HMAC of the request under a key derived the same way, so it reveals nothing of the body, and
+  the same key sent with another body, or by the same caller with another credential (a rotated key), is refused
+  (422 `idempotency_key_reused`) instead of running twice.
+
+`claim` inserts a row locked for a short lease; a retry with the same key and body gets the stored answer, while the
+first request is still running a 409 (`idempotency_key_in_progress`). Answers of 5xx are not stored, so the client
+may retry. If a process dies mid-request, its lease runs out and a retry runs again — every money-moving operation
+behind it is idempotent by construction (see billing/sessions.py). Records expire KEY_TTL after their first use (a
+reuse after that runs as new) and the prune job deletes them (billing/retention.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from billing.unit_of_work import Database
 from kernel.errors import Conflict, InvalidRequest
 
 LEASE_SECONDS = 30
+KEY_TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
+MIN_ANONYMOUS_KEY_LENGTH = 32
+NONCE_BYTES = 12
+ANONYMOUS = "anonymous"
+_HKDF_INFO = b"paygo idempotency v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,65 +51,138 @@ class StoredAnswer:
     body: str
 
 
-async def claim(conn: asyncpg.Connection, scope: str, key: str, request_hash: bytes) -> StoredAnswer | None:
-    """Claim the key for this request; returns a stored answer to replay, or None when the caller should run."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sends a request, once authenticated: `identity` names the principal (`permission:<id>`, `vendor:<id>`,
+    `operator`, or `anonymous`); `credential` is the secret they presented (empty when anonymous)."""
+
+    identity: str
+    credential: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A claimed key: where its row is, and the keys (never stored) that seal and check its answer."""
+
+    scope: bytes
+    key_id: bytes
+    request_hash: bytes
+    cipher_key: bytes = field(repr=False)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # header values may carry undecodable bytes as surrogates
+
+
+def check_key(key: str, caller: Caller) -> None:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
                              code="invalid_idempotency_key")
+    if caller.identity == ANONYMOUS and len(key) < MIN_ANONYMOUS_KEY_LENGTH:
+        raise InvalidRequest(f"on a route without credentials the Idempotency-Key must be unguessable: at least "
+                             f"{MIN_ANONYMOUS_KEY_LENGTH} random characters (a UUID4 without dashes, or more)",
+                             code="idempotency_key_too_short")
+
+
+def derive_claim(route: str, caller: Caller, key: str, request: bytes) -> IdempotencyClaim:
+    """The row's address and the answer's keys for this caller, route, key and request (body)."""
+    check_key(key, caller)
+    scope = hashlib.sha256(_utf8(route) + b"\n" + _utf8(caller.identity)).digest()
+    key_id = hmac.new(_utf8(key), scope, hashlib.sha256).digest()
+    material = _utf8(key) + b"\x00" + _utf8(caller.credential)
+    derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=scope, info=_HKDF_INFO).derive(material)
+    fingerprint_key, cipher_key = derived[:32], derived[32:]
+    request_hash = hmac.new(fingerprint_key, request, hashlib.sha256).digest()
+    return IdempotencyClaim(scope, key_id, request_hash, cipher_key)
+
+
+def seal(claim: IdempotencyClaim, body: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(claim.cipher_key).encrypt(nonce, _utf8(body), claim.scope + claim.key_id)
+
+
+def unseal(claim: IdempotencyClaim, sealed: bytes) -> str | None:
+    """The stored answer, or None when these keys do not open it."""
+    try:
+        plain = AESGCM(claim.cipher_key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:],
+                                                 claim.scope + claim.key_id)
+    except (InvalidTag, ValueError):
+        return None
+    return plain.decode("utf-8", "surrogateescape")
+
+
+async def claim(conn: asyncpg.Connection, claimed: IdempotencyClaim) -> StoredAnswer | None:
+    """Claim the key for this request; returns a stored answer to replay, or None when the caller should run.
+    A record older than KEY_TTL is taken over as if it did not exist."""
     row = await conn.fetchrow(
         """
-        INSERT INTO idempotency_keys (scope, key, request_hash, locked_until)
+        INSERT INTO idempotency_keys (scope, key_id, request_hash, locked_until)
         VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-        ON CONFLICT (scope, key) DO UPDATE
-           SET locked_until = EXCLUDED.locked_until
-         WHERE idempotency_keys.status_code IS NULL AND idempotency_keys.locked_until < now()
-               AND idempotency_keys.request_hash = EXCLUDED.request_hash
-        RETURNING (xmax = 0) AS inserted
+        ON CONFLICT (scope, key_id) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until, status_code = NULL,
+               response = NULL, created_at = now()
+         WHERE idempotency_keys.created_at <= now() - $5::interval
+            OR (idempotency_keys.status_code IS NULL AND idempotency_keys.locked_until < now()
+                AND idempotency_keys.request_hash = EXCLUDED.request_hash)
+        RETURNING 1
         """,
-        scope, key, request_hash, LEASE_SECONDS,
+        claimed.scope, claimed.key_id, claimed.request_hash, LEASE_SECONDS, KEY_TTL,
     )
     if row is not None:
-        return None  # newly claimed, or an abandoned claim taken over
+        return None  # newly claimed, expired, or an abandoned claim taken over
     existing = await conn.fetchrow(
-        "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        scope, key,
+        "SELECT request_hash, status_code, response FROM idempotency_keys WHERE scope = $1 AND key_id = $2",
+        claimed.scope, claimed.key_id,
     )
-    if existing["request_hash"] != request_hash:
-        raise InvalidRequest("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
+    if existing is None:  # pruned between the two statements: the next try claims it
+        raise Conflict("a request with this Idempotency-Key is still being processed",
+                       code="idempotency_key_in_progress")
+    if not hmac.compare_digest(existing["request_hash"], claimed.request_hash):
+        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
+                             code="idempotency_key_reused")
     if existing["status_code"] is None:
         raise Conflict("a request with this Idempotency-Key is still being processed",
                        code="idempotency_key_in_progress")
-    return StoredAnswer(existing["status_code"], existing["response_body"])
+    body = unseal(claimed, existing["response"])
+    if body is None:
+        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
+                             code="idempotency_key_reused")
+    return StoredAnswer(existing["status_code"], body)
 
 
-async def complete(conn: asyncpg.Connection, scope: str, key: str, status_code: int, body: str) -> None:
+async def complete(conn: asyncpg.Connection, claimed: IdempotencyClaim, status_code: int, body: str) -> None:
     await conn.execute(
-        "UPDATE idempotency_keys SET status_code = $3, response_body = $4 WHERE scope = $1 AND key = $2",
-        scope, key, status_code, body,
+        "UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE scope = $1 AND key_id = $2",
+        claimed.scope, claimed.key_id, status_code, seal(claimed, body),
     )
 
 
-async def release(conn: asyncpg.Connection, scope: str, key: str) -> None:
+async def release(conn: asyncpg.Connection, claimed: IdempotencyClaim) -> None:
     """Forget a claim whose request failed on our side (5xx), so a retry runs again."""
     await conn.execute(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL", scope, key
+        "DELETE FROM idempotency_keys WHERE scope = $1 AND key_id = $2 AND status_code IS NULL",
+        claimed.scope, claimed.key_id,
     )
 
 
 class IdempotencyService:
-    """Claims and answers of Idempotency-Keys, for the gateway's middleware."""
+    """Claims and answers of Idempotency-Keys, for the gateway's middleware (after it authenticated the caller)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, scope: str, key: str, request_hash: bytes) -> StoredAnswer | None:
-        async with self.db.connection() as conn:
-            return await claim(conn, scope, key, request_hash)
+    async def claim(self, route: str, caller: Caller, key: str,
+                    request: bytes) -> tuple[IdempotencyClaim, StoredAnswer | None]:
+        """Derive the claim (422 for a malformed or, anonymously, too short key), then claim it: the stored answer
+        to replay, or None when the request should run (and be `complete`d or `release`d)."""
+        claimed = derive_claim(route, caller, key, request)
+        async with self.db.transaction() as work:
+            return claimed, await claim(work.conn, claimed)
 
-    async def complete(self, scope: str, key: str, status_code: int, body: str) -> None:
-        async with self.db.connection() as conn:
-            await complete(conn, scope, key, status_code, body)
+    async def complete(self, claimed: IdempotencyClaim, status_code: int, body: str) -> None:
+        async with self.db.transaction() as work:
+            await complete(work.conn, claimed, status_code, body)
 
-    async def release(self, scope: str, key: str) -> None:
-        async with self.db.connection() as conn:
-            await release(conn, scope, key)
+    async def release(self, claimed: IdempotencyClaim) -> None:
+        async with self.db.transaction() as work:
+            await release(work.conn, claimed)

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-import aiohttp
-
 from billing.charging import DEFAULT_BATCH_SIZE, ChargeResult, billing_tick, expire_permissions, stop_due
 from billing.delivery import DeliverySummary, deliver_due
 from billing.direct_charges import allocate_direct_charge_addresses
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
+from billing.retention import PruneSummary, RetentionPolicy, prune
 from billing.sources import FundingSources
 from billing.unit_of_work import Database
 from billing.watcher import PaymentWatcher, WatcherSummary
@@ -29,12 +29,13 @@ MAX_ERROR_LENGTH = 500
 
 
 class JobService:
-    def __init__(self, db: Database, sources: FundingSources, http: aiohttp.ClientSession, *,
+    def __init__(self, db: Database, sources: FundingSources, sender: WebhookSender, *,
                  reminder_policy: ReminderPolicy, retry_policy: RetryPolicy, webhook_signing_key: str | None,
-                 webhook_timeout_seconds: int) -> None:
+                 webhook_timeout_seconds: int, retention: RetentionPolicy) -> None:
         self.db = db
         self.sources = sources
-        self.http = http
+        self.sender = sender
+        self.retention = retention
         self.reminder_policy = reminder_policy
         self.retry_policy = retry_policy
         self.webhook_signing_key = webhook_signing_key
@@ -70,8 +71,13 @@ class JobService:
         return await enqueue_due_reminders(self.db, policy=policy or self.reminder_policy, now=now or datetime.now(UTC))
 
     async def deliver(self, *, now: datetime | None = None) -> DeliverySummary:
-        return await deliver_due(self.db, self.http, signing_key=self.webhook_signing_key, policy=self.retry_policy,
-                                 now=now or datetime.now(UTC), timeout_seconds=self.webhook_timeout_seconds)
+        return await deliver_due(self.db, self.sender, signing_key=self.webhook_signing_key,
+                                 policy=self.retry_policy, now=now or datetime.now(UTC),
+                                 timeout_seconds=self.webhook_timeout_seconds)
+
+    async def prune(self, *, now: datetime | None = None) -> PruneSummary:
+        """Delete what has outlived its use (billing/retention.py); the ledger, payments and audit trail stay."""
+        return await prune(self.db, self.retention, now=now or datetime.now(UTC))
 
     async def recorded(self, name: str, run: Callable[[], Awaitable[object]]) -> object:
         """Run one job and record its start, success or error and duration in `job_runs`."""

@@ -125,6 +125,7 @@ class PermissionPolicy:
     max_duration_days: int
     max_amount_units: dict[str, int]
     webhook_signing_key: str | None = None
+    allow_private_webhook_targets: bool = False  # development only: notify_url may name a private host
     payment_window_hours: int = 24
     reminder_policy: ReminderPolicy = field(default_factory=ReminderPolicy)
 
@@ -190,7 +191,7 @@ class PermissionService:
         if self.policy.webhook_signing_key is None:
             raise InvalidRequest("this gateway sends no webhooks (WEBHOOK_SIGNING_KEY is not set): omit notify_url",
                                  code="webhooks_not_configured")
-        return validate_notify_url(raw)
+        return validate_notify_url(raw, allow_private=self.policy.allow_private_webhook_targets)
 
     # --- signed terms (Ethereum) ---------------------------------------------------------------------------------
 

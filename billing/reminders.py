@@ -111,8 +111,9 @@ async def enqueue_due_reminders(db: Database, *, policy: ReminderPolicy, now: da
 async def reminders_of(conn: asyncpg.Connection, permission_id: UUID) -> list[SentReminder]:
     records = await conn.fetch(
         """
-        SELECT r.kind, r.created_at AS queued_at, coalesce(o.status, 'pending') AS delivery_status, o.delivered_at
-          FROM permission_reminders r LEFT JOIN outbox o ON o.id = r.outbox_id
+        SELECT r.kind, r.created_at AS queued_at, coalesce(o.status, r.delivery_status, 'pending') AS delivery_status,
+               coalesce(o.delivered_at, r.delivered_at) AS delivered_at
+          FROM permission_reminders r LEFT JOIN outbox o ON o.id = r.outbox_id  -- kept on r once o is pruned
          WHERE r.permission_id = $1
          ORDER BY r.created_at, r.kind
         """,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
+from billing.breaker import CircuitBreaker
 from billing.cache import PermissionCache
 from billing.card_service import CardService
 from billing.checkout import CheckoutService
@@ -17,10 +17,12 @@ from billing.events import LiveNotices
 from billing.health_service import HealthService
 from billing.idempotency import IdempotencyService
 from billing.jobs import JobService
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.permission_service import PermissionPolicy, PermissionService
 from billing.replica import ReadReplica
 from billing.report_service import ReportService
+from billing.retention import RetentionPolicy
 from billing.session_service import SessionService
 from billing.sources import FundingSources
 from billing.unit_of_work import AfterCommit, Database
@@ -35,6 +37,7 @@ class ServicePolicies:
     retry: RetryPolicy
     webhook_timeout_seconds: int
     vendor_key_rotation_overlap_seconds: int
+    retention: RetentionPolicy
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,12 @@ class Services:
 
 
 def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: FundingSources,
-                   http: aiohttp.ClientSession, policies: ServicePolicies, *,
+                   sender: WebhookSender, policies: ServicePolicies, redis_breaker: CircuitBreaker, *,
                    replica: ReadReplica | None = None) -> Services:
-    """Every service over one database whose post-commit hook drops cached permissions and wakes live streams;
-    the reads that may lag go to `replica` when there is one."""
-    cache = PermissionCache(redis)
-    db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis).on_commit]), replica)
+    """Every service over one database whose post-commit hook drops cached permissions and wakes live streams; the
+    reads that may lag go to `replica` when there is one. Every use of Redis goes through `redis_breaker`."""
+    cache = PermissionCache(redis, redis_breaker)
+    db = Database(pool, AfterCommit([cache.on_commit, LiveNotices(redis, redis_breaker).on_commit]), replica)
     signing_key = policies.permissions.webhook_signing_key
     permissions = PermissionService(db, sources, cache, policies.permissions)
     return Services(
@@ -68,13 +71,14 @@ def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: Fu
         permissions=permissions,
         sessions=SessionService(db, sources),
         vendors=VendorService(db, webhook_signing_key=signing_key,
-                              default_rotation_overlap_seconds=policies.vendor_key_rotation_overlap_seconds),
+                              default_rotation_overlap_seconds=policies.vendor_key_rotation_overlap_seconds,
+                              allow_private_webhook_targets=policies.permissions.allow_private_webhook_targets),
         card=CardService(db, sources),
         reports=ReportService(db),
-        health=HealthService(db, sources, redis),
-        jobs=JobService(db, sources, http, reminder_policy=policies.permissions.reminder_policy,
+        health=HealthService(db, sources, redis, redis_breaker),
+        jobs=JobService(db, sources, sender, reminder_policy=policies.permissions.reminder_policy,
                         retry_policy=policies.retry, webhook_signing_key=signing_key,
-                        webhook_timeout_seconds=policies.webhook_timeout_seconds),
+                        webhook_timeout_seconds=policies.webhook_timeout_seconds, retention=policies.retention),
         idempotency=IdempotencyService(db),
         checkout=CheckoutService(db, sources),
         dashboards=DashboardService(db, permissions),

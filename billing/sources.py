@@ -6,18 +6,22 @@ ability a source lacks is a client-facing error, never an `isinstance` check sca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TypeVar
 
 from kernel.assets import Asset, AssetRegistry
-from kernel.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
+from kernel.errors import InvalidAddress, InvalidRequest, NetworkMismatch, ServiceUnavailable
 from kernel.funding import (
+    ChecksNetwork,
     FundingSource,
     ReadsCardEvents,
     ReadsWalletBalance,
     RefundsPayments,
     SignsSpendAuthorizations,
 )
+
+log = logging.getLogger(__name__)
 
 NOT_CONFIGURED_RETRY_AFTER_SECONDS = 3600
 
@@ -36,6 +40,20 @@ class FundingSources:
             name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
         self.card_events: dict[str, ReadsCardEvents] = {
             name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
+        self.network_checkers: dict[str, ChecksNetwork] = {
+            name: source for name, source in self.all.items() if isinstance(source, ChecksNetwork)}
+
+    async def check_networks(self) -> None:
+        """At start-up: each chain's node must serve the configured network (NetworkMismatch stops the start). A
+        node that does not answer now is checked by its adapter on first contact."""
+        for name, checker in self.network_checkers.items():
+            try:
+                await checker.check_network()
+            except NetworkMismatch:
+                raise
+            except ServiceUnavailable as exc:
+                log.warning("%s node not reachable at start-up (%s); its network is checked on first contact",
+                            name, exc.code)
 
     def source(self, name: str) -> FundingSource:
         source = self.all.get(name)

@@ -14,8 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.secrets import secret_hash
-from billing.vendors import add_key
+from billing.vendors import add_key, shown_key_prefix, stored_key_prefix
 from kernel.errors import InvalidRequest, NotFound
 
 MAX_OVERLAP_SECONDS = 30 * 86400
@@ -65,8 +64,7 @@ async def rotate_key(conn: asyncpg.Connection, vendor_id: UUID, overlap_seconds:
             vendor_id, overlap_seconds,
         )
         api_key = await add_key(conn, vendor_id)
-        prefix = await conn.fetchval("SELECT key_prefix FROM vendor_api_keys WHERE key_hash = $1", secret_hash(api_key))
-    return RotatedKey(vendor_id, api_key, prefix, previous_expiry)
+    return RotatedKey(vendor_id, api_key, shown_key_prefix(stored_key_prefix(api_key)), previous_expiry)
 
 
 async def revoke_keys(conn: asyncpg.Connection, vendor_id: UUID, key_prefix: str | None = None) -> int:
@@ -82,7 +80,7 @@ async def revoke_keys(conn: asyncpg.Connection, vendor_id: UUID, key_prefix: str
             )
             SELECT count(*) FROM revoked
             """,
-            vendor_id, key_prefix,
+            vendor_id, stored_key_prefix(key_prefix) if key_prefix is not None else None,
         )
     if key_prefix is not None and revoked == 0:
         raise NotFound("the vendor has no live key with this prefix", code="key_not_found")
@@ -100,4 +98,4 @@ async def list_keys(conn: asyncpg.Connection, vendor_id: UUID) -> list[VendorKey
         """,
         vendor_id,
     )
-    return [VendorKey(**dict(row)) for row in rows]
+    return [VendorKey(**{**dict(row), "key_prefix": shown_key_prefix(row["key_prefix"])}) for row in rows]

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+from billing.outbound import check_target_url
 from billing.unit_of_work import Database
 from billing.vendor_keys import RotatedKey, VendorKey, list_keys, revoke_keys, rotate_key
 from billing.vendor_webhooks import VENDOR_EVENTS, Delivery, redeliver, set_webhook_url, vendor_deliveries
 from billing.vendors import NewVendor, create_vendor, rotate_demo_vendor_key, vendor_for_key
-from billing.webhooks import validate_notify_url, vendor_secret
+from billing.webhooks import vendor_secret
 from kernel.errors import InvalidRequest, NotFound
 
 
@@ -25,9 +26,10 @@ class WebhookSetting:
 
 class VendorService:
     def __init__(self, db: Database, *, webhook_signing_key: str | None,
-                 default_rotation_overlap_seconds: int) -> None:
+                 default_rotation_overlap_seconds: int, allow_private_webhook_targets: bool = False) -> None:
         self.db = db
         self.webhook_signing_key = webhook_signing_key
+        self.allow_private_webhook_targets = allow_private_webhook_targets
         self.default_rotation_overlap_seconds = default_rotation_overlap_seconds
 
     async def create(self, name: str, direct_charge_grace_seconds: int = 0) -> NewVendor:
@@ -67,13 +69,7 @@ class VendorService:
             if self.webhook_signing_key is None:
                 raise InvalidRequest("this gateway sends no webhooks (WEBHOOK_SIGNING_KEY is not set)",
                                      code="webhooks_not_configured")
-            try:
-                if not url.isprintable():  # control characters have no place in a URL
-                    raise InvalidRequest("url has a control character", code="invalid_webhook_url")
-                checked = validate_notify_url(url)
-            except InvalidRequest as exc:
-                raise InvalidRequest("url must be an absolute http or https URL without credentials",
-                                     code="invalid_webhook_url") from exc
+            checked = check_target_url(url, field="webhook_url", allow_private=self.allow_private_webhook_targets)
         async with self.db.transaction() as work:
             if not await set_webhook_url(work.conn, vendor_id, checked):
                 raise NotFound(f"no vendor with id {vendor_id}", code="vendor_not_found")

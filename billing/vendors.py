@@ -12,6 +12,7 @@ from kernel.errors import InvalidRequest
 
 MAX_VENDOR_NAME_LENGTH = 200
 MAX_GRACE_SECONDS = 86400
+KEY_HINT_LENGTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ async def create_vendor(conn: asyncpg.Connection, name: str, direct_charge_grace
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > MAX_VENDOR_NAME_LENGTH:
         raise InvalidRequest(f"name must be 1 to {MAX_VENDOR_NAME_LENGTH} characters", code="invalid_vendor_name")
+    if not name.isprintable():  # the name reaches terminals (`paygo report`) and logs
+        raise InvalidRequest("name must not contain control characters", code="invalid_vendor_name")
     if not 0 <= direct_charge_grace_seconds <= MAX_GRACE_SECONDS:
         raise InvalidRequest(f"direct_charge_grace_seconds must be from 0 to {MAX_GRACE_SECONDS}",
                              code="invalid_grace")
@@ -44,9 +47,19 @@ async def add_key(conn: asyncpg.Connection, vendor_id: UUID) -> str:
     api_key = new_vendor_key()
     await conn.execute(
         "INSERT INTO vendor_api_keys (vendor_id, key_hash, key_prefix) VALUES ($1, $2, $3)",
-        vendor_id, secret_hash(api_key), api_key[: len(VENDOR_KEY_PREFIX) + 4],
+        vendor_id, secret_hash(api_key), stored_key_prefix(api_key),
     )
     return api_key
+
+
+def stored_key_prefix(shown: str) -> str:
+    """What names a key in the database: the KEY_HINT_LENGTH characters after `pgv_` (24 random bits). The `pgv_`
+    itself is not stored, so nothing in a dump looks like a key; answers show `pgv_` + the hint."""
+    return shown.removeprefix(VENDOR_KEY_PREFIX)[:KEY_HINT_LENGTH]
+
+
+def shown_key_prefix(stored: str) -> str:
+    return VENDOR_KEY_PREFIX + stored
 
 
 async def vendor_for_key(conn: asyncpg.Connection, api_key: str) -> UUID | None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlsplit
 from uuid import UUID
 
-from kernel.errors import InvalidRequest
+from billing.outbound import check_target_url
 
 SIGNATURE_HEADER = "PayGo-Signature"
 SECRET_PREFIX = "whsec_"
-MAX_URL_LENGTH = 2048
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
@@ -61,19 +59,7 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: int,
     return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
 
 
-def validate_notify_url(raw: str) -> str:
-    """An absolute http(s) URL with a host and no credentials; anything else is refused with 422."""
-    url = raw.strip()
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when the port is not a number or out of range
-    except ValueError:
-        parts = None
-    if (
-        parts is None or len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname
-        or parts.username is not None or parts.password is not None or not url.isprintable()
-        or any(c.isspace() for c in url)
-    ):
-        raise InvalidRequest("notify_url must be an absolute http or https URL without credentials",
-                             code="invalid_notify_url")
-    return url
+def validate_notify_url(raw: str, *, allow_private: bool) -> str:
+    """A receiver URL as billing.outbound accepts it; anything else is refused with 422 (`invalid_notify_url`, or
+    `url_not_allowed` for a host on a private network)."""
+    return check_target_url(raw, field="notify_url", allow_private=allow_private)

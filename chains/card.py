@@ -68,10 +68,16 @@ def normalise_email(address: str) -> str:
     return email
 
 
-def checked_redirect_url(url: str, field: str) -> str:
+def checked_redirect_url(url: str, field: str, allowed_hosts: frozenset[str] | None = None) -> str:
+    """An absolute http(s) URL; with `allowed_hosts`, only on one of those hosts (422 `url_not_allowed`), so a
+    checkout cannot send a payer on to a page of someone else's choosing."""
     parts = urlsplit(url)
-    if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.netloc:
+    if (len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.netloc
+            or not url.isprintable()):
         raise InvalidRequest(f"{field} must be an absolute http(s) URL", code="invalid_url")
+    if allowed_hosts is not None and (parts.hostname or "").rstrip(".") not in allowed_hosts:
+        raise InvalidRequest(f"{field} must be on one of the gateway's redirect hosts (CARD_REDIRECT_HOSTS)",
+                             code="url_not_allowed")
     return url
 
 
@@ -104,6 +110,7 @@ class CardFundingSource:
         max_amount_units: int,
         success_url: str | None,
         cancel_url: str | None,
+        redirect_hosts: Sequence[str] = (),
         max_network_retries: int = 1,
     ) -> None:
         self.min_amount_units = min_amount_units
@@ -112,6 +119,10 @@ class CardFundingSource:
         self.max_amount_units = max_amount_units
         self.success_url = success_url
         self.cancel_url = cancel_url
+        # hosts a request's own success_url/cancel_url may name: the configured ones and those of the defaults
+        self.redirect_hosts = frozenset(
+            [host.lower() for host in redirect_hosts]
+            + [(urlsplit(url).hostname or "") for url in (success_url, cancel_url) if url])
         self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_seconds))
         self._client = stripe.StripeClient(
             secret_key,
@@ -130,6 +141,9 @@ class CardFundingSource:
         if not self.min_amount_units <= request.amount_units <= self.max_amount_units:
             raise InvalidAmount("requested_amount", f"must be from {format_amount(self.min_amount_units, USD)} to "
                                 f"{format_amount(self.max_amount_units, USD)} {USD.code} for a card purchase")
+        for name in ("success_url", "cancel_url"):
+            if name in request.extra:
+                checked_redirect_url(request.extra[name], name, self.redirect_hosts)
         success_url = request.extra.get("success_url") or self.success_url
         cancel_url = request.extra.get("cancel_url") or self.cancel_url or success_url
         if success_url is None or cancel_url is None:

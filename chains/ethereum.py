@@ -32,7 +32,7 @@ from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
 from web3.types import TxData, TxReceipt
 
 from kernel.assets import Asset
-from kernel.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
+from kernel.errors import InvalidAddress, InvalidRequest, NetworkMismatch, ServiceUnavailable
 from kernel.funding import (
     FundingInstructions,
     FundingRequest,
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 UNAVAILABLE_CODE = "ethereum_node_unavailable"
 RETRY_AFTER_UNAVAILABLE = 5
-RETRY_AFTER_MISCONFIGURED = 60
 DEFAULT_DISCOVERY_BLOCKS = 256  # how far back the watcher looks for payments nobody named (~50 min on mainnet)
 RESCAN_BLOCKS = 12  # the newest blocks, fetched again on every discovery in case a reorg replaced them
 NATIVE_OUTPUT_INDEX = -1  # the one "output" of a transaction's ETH value; token transfers use their log position
@@ -178,6 +177,10 @@ class EthereumFundingSource:
                     found[target.key].extend(self._payments_in(transaction, target, chain))
         return found
 
+    async def check_network(self) -> None:
+        """At start-up: the node's chain id must be ETH_CHAIN_ID (NetworkMismatch names both)."""
+        await self._check_chain()
+
     async def status(self) -> SourceStatus:
         try:
             chain_id = await self._w3.eth.chain_id
@@ -230,10 +233,8 @@ class EthereumFundingSource:
         except NODE_FAILURES as error:
             raise _unavailable("reading the chain id", error) from error
         if chain_id != self.chain_id:
-            raise ServiceUnavailable(
-                f"the Ethereum node is on chain {chain_id}, not ETH_CHAIN_ID {self.chain_id}; the operator must "
-                "fix ETH_RPC_URL or ETH_CHAIN_ID", code=UNAVAILABLE_CODE, retry_after=RETRY_AFTER_MISCONFIGURED,
-            )
+            raise NetworkMismatch(f"ETH_CHAIN_ID is {self.chain_id} but the node at ETH_RPC_URL serves chain "
+                                  f"{chain_id}; the operator must fix one or the other")
         self._chain_checked = True
 
     async def _chain_state(self) -> _Chain:

@@ -31,7 +31,7 @@ from chains.zcash_address import (
     encode_unified,
     validate_address,
 )
-from kernel.errors import InvalidAddress, ServiceUnavailable
+from kernel.errors import InvalidAddress, NetworkMismatch, ServiceUnavailable
 from kernel.funding import (
     FundingInstructions,
     FundingRequest,
@@ -58,7 +58,9 @@ SYNCED_PROGRESS = Decimal("0.9999")  # verificationprogress at or above this cou
 class ZcashFundingSource:
     """`FundingSource` for ZEC. `account` is a zcashd account number, a Zallet account UUID, or a unified address
     of the account; None uses the wallet's first account (creating one if it has none). `personality` "auto"
-    asks `getwalletstatus`, which only Zallet has. `node_url` is zebrad's URL for Zallet; zcashd serves both."""
+    asks `getwalletstatus`, which only Zallet has. `node_url` is zebrad's URL for Zallet; zcashd serves both.
+    `network` None follows the network the node says it serves (`getblockchaininfo`'s `chain`, asked at start-up
+    or on first contact); a configured network the node does not serve is a NetworkMismatch."""
 
     name = "zcash"
 
@@ -69,7 +71,7 @@ class ZcashFundingSource:
         node_url: str | None = None,
         user: str | None,
         password: str | None,
-        network: ZcashNetwork,
+        network: ZcashNetwork | None,
         min_confirmations: int,
         account: str | None = None,
         personality: str = "auto",
@@ -78,7 +80,8 @@ class ZcashFundingSource:
     ) -> None:
         if personality not in ("auto", "zcashd", "zallet"):
             raise ValueError(f"personality must be auto, zcashd or zallet, not {personality!r}")
-        self.network = network
+        self._configured_network = network
+        self._node_network: ZcashNetwork | None = None  # what the node said it serves, once asked
         self.min_confirmations = min_confirmations
         self._configured_account = account
         self._personality = None if personality == "auto" else personality
@@ -95,6 +98,39 @@ class ZcashFundingSource:
         self._account_param: int | str | None = None  # what z_getaddressforaccount takes
         self._account_uuid: str | None = None  # Zallet: to keep only this account's z_listunspent rows
         self._setup_lock = asyncio.Lock()
+
+    @property
+    def network(self) -> ZcashNetwork:
+        """The network addresses are checked against: the configured one (once the node agreed, or before it was
+        reached), else the node's."""
+        network = self._configured_network or self._node_network
+        if network is None:
+            raise ServiceUnavailable("the Zcash node has not said yet which network it serves (ZCASH_NETWORK is "
+                                     "not set)", code=UNAVAILABLE_CODE, retry_after=RETRY_AFTER_UNAVAILABLE)
+        return network
+
+    async def check_network(self) -> None:
+        """Ask the node which chain it serves: follow it when ZCASH_NETWORK is unset, refuse a different one."""
+        if self._node_network is not None:
+            return
+        try:
+            info = await self._node.call("getblockchaininfo")
+        except RpcFailure as error:
+            raise _service_error("getblockchaininfo", error) from error
+        self._agree_on(info)
+
+    def _agree_on(self, info: dict[str, Any]) -> None:
+        chain = info.get("chain")
+        try:
+            served = ZcashNetwork(str(chain))
+        except ValueError:
+            raise NetworkMismatch(f"the Zcash node serves an unknown network {chain!r}") from None
+        if self._configured_network is not None and served != self._configured_network:
+            raise NetworkMismatch(f"ZCASH_NETWORK is {self._configured_network} but the node at ZCASH_RPC_URL "
+                                  f"serves {served}; the operator must fix one or the other")
+        if self._node_network is None:
+            logger.info("the Zcash node serves %s", served)
+        self._node_network = served
 
     # --- FundingSource ---------------------------------------------------------------------------------------
 
@@ -124,9 +160,12 @@ class ZcashFundingSource:
         return found
 
     async def status(self) -> SourceStatus:
+        """Also whether the wallet still holds the account payments go to (a node restored without its wallet
+        answers every chain call, yet cannot hand out a payment address)."""
         try:
             personality = await self._detect_personality()
             info = await self._node.call("getblockchaininfo")
+            self._agree_on(info)
             tip_hash = info["bestblockhash"]
             header = await self._node.call("getblockheader", tip_hash, True)
             synced = _chain_synced(info)
@@ -137,6 +176,9 @@ class ZcashFundingSource:
                 synced = synced and wallet_synced
                 if not wallet_synced:
                     detail = "zallet: wallet still syncing"
+            wallet_ready = await self._account_in_wallet() if synced else None  # a syncing wallet refuses calls
+            if wallet_ready is False:
+                detail = f"{personality}: the wallet no longer holds the service account"
         except (RpcFailure, ServiceUnavailable, KeyError, TypeError, ValueError) as error:
             return SourceStatus(name=self.name, reachable=False, detail=str(error))
         return SourceStatus(
@@ -147,7 +189,20 @@ class ZcashFundingSource:
             synced=synced,
             tip_age_seconds=max(int(time.time()) - int(header["time"]), 0),
             detail=detail,
+            wallet_ready=wallet_ready,
         )
+
+    async def _account_in_wallet(self) -> bool | None:
+        """Whether the account payments go to is still in the wallet's `z_listaccounts`; None when that cannot be
+        told now (not resolved yet: the first payment address resolves or creates it; or the wallet is busy)."""
+        if self._account_param is None:
+            return None
+        try:
+            accounts = await self._wallet.call("z_listaccounts")
+        except RpcFailure:
+            return None  # the status says how the node is doing; this only adds what it can tell
+        return any(account.get("account") == self._account_param or account.get("account_uuid") == self._account_param
+                   for account in accounts)
 
     async def close(self) -> None:
         await self._wallet.close()
@@ -178,6 +233,8 @@ class ZcashFundingSource:
     # --- internals -----------------------------------------------------------------------------------------
 
     async def _detect_personality(self) -> str:
+        """zcashd or Zallet (asked once); every call to the node comes through here, so the node's network is
+        checked on first contact when it could not be at start-up."""
         if self._personality is None:
             async with self._setup_lock:
                 if self._personality is None:
@@ -196,6 +253,7 @@ class ZcashFundingSource:
                 code=UNAVAILABLE_CODE,
                 retry_after=RETRY_AFTER_MISCONFIGURED,
             )
+        await self.check_network()
         return self._personality
 
     async def _account(self) -> int | str:

@@ -85,7 +85,7 @@ def _configured_only(handler: Handler) -> Handler:
         "data": {"object": {"id": "cs_test_a1PayGoExample", "object": "checkout.session", "payment_status": "paid",
                             "amount_total": 1000, "currency": "usd", "payment_intent": "pi_1PayGoExample",
                             "metadata": {"permission_id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427"}}}}]},
-    response=StripeWebhookAnswer, errors=(400, 422),
+    response=StripeWebhookAnswer, errors=(400, 422), rate_limited=False,
     headers=(Parameter("Stripe-Signature", "`t=<unix>,v1=<HMAC-SHA256(webhook secret, \"t.body\")>`",
                        required=True),),
     description="The raw body is verified against Stripe-Signature before anything is read; each event id is "

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from billing.eip712 import SpendAuthorization
 from billing.permission_service import PermissionRequest, SignedTerms
-from gateway.http import json_response
+from gateway.http import bounded_int, json_response
 from gateway.keys import SERVICES
 from gateway.models import AmountString, CreatePermissionRequest, HoursString, VerifyRequest
 from gateway.openapi import Operation, Parameter, describe
@@ -27,6 +27,7 @@ from kernel.errors import InvalidRequest
 from kernel.money import format_amount, format_hours, hours_for
 
 FUNDING_SOURCE = "ethereum"
+MAX_DURATION_DAYS = 2**32 - 1  # uint32 in the signed terms
 TYPED_DATA_EXAMPLE = SpendAuthorization(
     chain_id=1, wallet="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
     spender="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", asset="0x0000000000000000000000000000000000000000",
@@ -88,13 +89,15 @@ async def typed_data(request: web.Request) -> web.Response:
     missing = [name for name in ("user_wallet_address", "requested_amount", "rate_per_hour") if name not in query]
     if missing:
         raise InvalidRequest(f"query parameters missing: {', '.join(missing)}", code="invalid_request")
-    duration = query.get("duration_days")
-    if duration is not None and not duration.isdigit():
-        raise InvalidRequest("duration_days must be a whole number", code="invalid_duration")
+    raw_duration = query.get("duration_days")
+    duration = bounded_int(raw_duration, MAX_DURATION_DAYS) if raw_duration is not None else None
+    if raw_duration is not None and duration is None:
+        raise InvalidRequest(f"duration_days must be a whole number up to {MAX_DURATION_DAYS}",
+                             code="invalid_duration")
     return json_response(request.app[SERVICES].permissions.typed_data(
         FUNDING_SOURCE, wallet=query["user_wallet_address"], asset_code=query.get("asset", "ETH"),
         requested_amount=query["requested_amount"], rate_per_hour=query["rate_per_hour"],
-        duration_days=int(duration) if duration is not None else None, expiry=query.get("expiry"),
+        duration_days=duration, expiry=query.get("expiry"),
         nonce=query.get("nonce"),
     ))
 

@@ -1,6 +1,7 @@
-"""Health endpoints: `/health` (every dependency), `/health/live` (the process answers), `/health/ready`
-(503 while the gateway cannot take money safely: the database does not answer or its migrations are not all
-applied, so a load balancer stops sending money traffic here).
+"""Health endpoints: `/health` (every dependency; the operator key or METRICS_TOKEN, since it names internal hosts
+and errors), and the public, minimal `/health/live` (the process answers) and `/health/ready` (503 while the
+gateway cannot take money safely: the database does not answer or its migrations are not all applied, so a load
+balancer stops sending money traffic here).
 
 `/health` also reports the schema, the read replica (which server serves the reads that may lag), each node's sync
 and tip age, the scheduler's lag (from its `job_runs`) and the webhook backlog (from the outbox), the last two read
@@ -17,10 +18,11 @@ from aiohttp import web
 
 from billing.health_service import DatabaseHealth
 from billing.replica import ReplicaHealth
+from gateway.auth import require_metrics_reader
 from gateway.http import json_response
 from gateway.keys import SERVICES, SETTINGS
 from gateway.models import HealthView, StatusView
-from gateway.openapi import Operation, describe
+from gateway.openapi import Auth, Operation, describe
 
 
 def _database_checks(request: web.Request, found: DatabaseHealth) -> dict[str, dict[str, Any]]:
@@ -60,10 +62,13 @@ def _replica_check(replica: ReplicaHealth) -> dict[str, Any]:
 
 
 @describe(Operation(summary="Every dependency: database, migrations, read replica, Redis, nodes, scheduler, webhooks",
-                    response=HealthView, uses_database=False,
+                    description="For the operator (or a scraper with METRICS_TOKEN): it names internal hosts and "
+                                "errors. Load balancers use the public /health/live and /health/ready.",
+                    auth=(Auth.OPERATOR_KEY, Auth.METRICS_TOKEN), response=HealthView, uses_database=False,
                     other_responses={503: ("The database does not answer (the report says what else is down)",
                                            HealthView)}))
 async def health(request: web.Request) -> web.Response:
+    require_metrics_reader(request)
     health_service = request.app[SERVICES].health
     database, replica, redis, statuses = await asyncio.gather(
         health_service.database(full=True), health_service.read_replica(), health_service.redis_status(),
@@ -71,12 +76,13 @@ async def health(request: web.Request) -> web.Response:
     database_checks = _database_checks(request, database)
     if replica is not None:
         database_checks["read_replica"] = _replica_check(replica)
-    redis_check: dict[str, Any] = {"ok": redis.up, "enabled": redis.enabled}
+    redis_check: dict[str, Any] = {"ok": redis.up, "enabled": redis.enabled, "breaker_open": redis.breaker_open}
     if redis.error is not None:
         redis_check["error"] = redis.error
     nodes = {
-        status.name: {"ok": status.reachable and status.synced is not False, "reachable": status.reachable,
-                      "height": status.height, "synced": status.synced, "tip_age_seconds": status.tip_age_seconds,
+        status.name: {"ok": status.reachable and status.synced is not False and status.wallet_ready is not False,
+                      "reachable": status.reachable, "height": status.height, "synced": status.synced,
+                      "wallet_ready": status.wallet_ready, "tip_age_seconds": status.tip_age_seconds,
                       "detail": status.detail}
         for status in statuses
     }
@@ -87,13 +93,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, status=200 if database_ok else 503)
 
 
-@describe(Operation(summary="The process answers", response=StatusView, uses_database=False))
+@describe(Operation(summary="The process answers", response=StatusView, uses_database=False, rate_limited=False))
 async def live(_: web.Request) -> web.Response:
     return json_response({"status": "alive"})
 
 
 @describe(Operation(summary="Ready to take money: the database answers and every migration is applied",
-                    response=StatusView))
+                    response=StatusView, rate_limited=False))
 async def ready(request: web.Request) -> web.Response:
     checks = _database_checks(request, await request.app[SERVICES].health.database(full=False))
     if not checks["database"]["ok"]:
@@ -102,7 +108,7 @@ async def ready(request: web.Request) -> web.Response:
             status=503, headers={"Retry-After": "2"},
         )
     if not checks["migrations"]["ok"]:
-        pending = ", ".join(checks["migrations"]["pending"])
+        pending = ", ".join(checks["migrations"]["pending"])  # file names of this build: nothing internal
         return web.json_response(
             {"error": {"code": "migrations_pending", "message": f"database migrations not applied: {pending}"}},
             status=503, headers={"Retry-After": "2"},

@@ -7,20 +7,21 @@ Retry-After when the database or a node is down, and 500 only for a bug (logged 
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from billing.db import DATABASE_DOWN_ERRORS, DATABASE_RETRY_AFTER_SECONDS
-from gateway.keys import SERVICES
-from kernel.errors import InvalidRequest, PayGoError, ServiceUnavailable
+from gateway.auth import authenticated_caller
+from gateway.keys import SERVICES, SETTINGS
+from kernel.errors import InvalidRequest, PayGoError
+from kernel.money import JsonNumber
 
 log = logging.getLogger("paygo.http")
 
@@ -30,6 +31,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+MAX_INTEGER_DIGITS = 80
+CLIENT_CLOSED_REQUEST = 499  # the client went away before the answer (nginx's convention)
 
 
 UNSTORABLE_TEXT_MESSAGE = "text must not contain NUL characters or unpaired surrogates"
@@ -63,13 +66,38 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidRequest(f"{name} is not a number", code="invalid_json")
 
 
-async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    """The request's JSON object validated into `model`; numbers with a fraction arrive as Decimal."""
-    raw = await request.read()
+def _integer(text: str) -> int | JsonNumber:
+    """A JSON integer: a Python int when it is short enough to be any value we accept (uint256 has 78 digits),
+    else its text, which every field refuses with its own message (never a 500 from a 5,000-digit number)."""
+    return int(text) if len(text) <= MAX_INTEGER_DIGITS else JsonNumber(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (which one wins differs between parsers)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            shown = key if len(key) <= 40 and key.isprintable() else "(a key)"
+            raise InvalidRequest(f"{shown}: given more than once in one object", code="duplicate_key")
+        found[key] = value
+    return found
+
+
+def decode_json(raw: bytes) -> Any:
+    """A request body as JSON, strictly: numbers with a fraction or an exponent (and very long integers) stay text
+    (kernel.money.JsonNumber) for the field's own grammar, duplicate keys and NaN/Infinity are refused."""
     try:
-        data = json.loads(raw or b"null", parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(raw or b"null", parse_float=JsonNumber, parse_int=_integer,
+                          parse_constant=_refuse_constant, object_pairs_hook=_object)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the body is nested too deeply", code="invalid_json") from None
+
+
+async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """The request's JSON object validated into `model` (see decode_json for how numbers arrive)."""
+    data = decode_json(await request.read())
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
     if _has_unstorable_text(data):
@@ -83,11 +111,27 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
         raise InvalidRequest(problems, code="invalid_request") from None
 
 
+def bounded_int(raw: str, maximum: int) -> int | None:
+    """`raw` as a whole number from 0 to `maximum`, if it is ASCII digits short enough to be one (the length is
+    checked before any conversion); else None."""
+    text = raw.strip()
+    if not text or len(text) > len(str(maximum)) or not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= maximum else None
+
+
 def route_name(request: web.Request) -> str:
     """The matched route's template (`/api/v1/sessions/{session_code}`) or "unmatched": what logs and metrics name
     a request by, never its path, which can carry a secret (a session code) and has unbounded variety."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def client_gone(request: web.Request) -> bool:
+    """The client hung up: its connection is closed or closing (a write then fails with ConnectionResetError)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
@@ -119,8 +163,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except PayGoError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceUnavailable) else None
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -128,6 +171,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, exc.reason, allow)
     except DATABASE_DOWN_ERRORS as exc:
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
+            log.debug("client hung up on %s %s", request.method, route_name(request))
+            return web.Response(status=CLIENT_CLOSED_REQUEST)  # never sent; the access log and metrics say 499
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(503, "database_unavailable", "the database is not answering; retry shortly",
                               {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
@@ -138,31 +184,46 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @web.middleware
-async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Replay the first answer to a POST carrying an Idempotency-Key (per credential, path and key).
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read a request's body before anything else does, within HTTP_BODY_TIMEOUT_SECONDS (408 past it): a client
+    that sends its body slowly holds a connection, never a handler (aiohttp keeps what was read for the handler)."""
+    if request.can_read_body:
+        try:
+            async with asyncio.timeout(request.app[SETTINGS].perimeter.http_body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            return error_response(408, "body_timeout", "the request body did not arrive in time",
+                                  {"Connection": "close"})
+    return await handler(request)
 
-    The scope includes a hash of the credential the request carries, so two clients cannot see each other's
-    answers by guessing keys; the request hash covers the body, so a reused key with another body is refused.
+
+@web.middleware
+async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Replay the first answer to a POST carrying an Idempotency-Key, to the same caller only.
+
+    The caller is authenticated first, with the credentials the route accepts: a replay never reaches someone whose
+    credential is not (or no longer) valid (the handler answers them 401), and each caller has a scope of their own.
+    On a route without credentials the key itself is the secret, so it must be long (billing/idempotency.py).
     """
     key = request.headers.get(IDEMPOTENCY_HEADER)
     services = request.app.get(SERVICES)
-    if request.method != "POST" or key is None or services is None:
+    if request.method != "POST" or key is None or services is None or request.match_info.http_exception is not None:
+        return await handler(request)  # not an idempotent request, or no route (404, 405) to apply it to
+    caller = await authenticated_caller(request)
+    if caller is None:
         return await handler(request)
     keys = services.idempotency
-    credential = request.headers.get("Authorization", "") + "\n" + request.headers.get("X-API-Key", "")
-    scope = f"{request.path}:{hashlib.sha256(credential.encode('utf-8', 'surrogateescape')).hexdigest()}"
-    request_hash = hashlib.sha256(await request.read()).digest()
-    stored = await keys.claim(scope, key, request_hash)
+    claimed, stored = await keys.claim(f"{request.method} {request.path}", caller, key, await request.read())
     if stored is not None:
         return web.Response(status=stored.status_code, text=stored.body, content_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
     try:
         response = await handler(request)
     except BaseException:
-        await keys.release(scope, key)
+        await keys.release(claimed)
         raise
     if response.status >= 500 or not isinstance(response, web.Response):
-        await keys.release(scope, key)
+        await keys.release(claimed)
     else:
-        await keys.complete(scope, key, response.status, response.text or "")
+        await keys.complete(claimed, response.status, response.text or "")
     return response

@@ -1,21 +1,37 @@
 """Request and response bodies (pydantic). Amounts are exact decimal strings out, JSON numbers or strings in.
 
-Request bodies are decoded with `parse_float=Decimal` before validation, so an amount arrives here as an int,
-a Decimal or a str and is parsed to minor units by kernel.money (which knows the asset's decimals).
+Request bodies are decoded strictly (gateway.http.decode_json): a number with a fraction arrives here as its text
+(kernel.money.JsonNumber), so an amount is parsed to minor units by kernel.money with one grammar whether it was
+sent as a number or a string. Every string has a length bound; text that can reach a terminal or a log (a vendor's
+name) is refused if it holds control characters.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from billing.permission_service import PermissionRequest
+from kernel.money import AMOUNT_PATTERN, MAX_AMOUNT_LENGTH
+
+
+def _printable(text: str) -> str:
+    """Refuse control and formatting characters (ANSI escapes, bidi overrides, line breaks) in text that is shown
+    in terminals and logs."""
+    if not text.isprintable():
+        raise ValueError("must not contain control characters")
+    return text
+
+
+PlainText = AfterValidator(_printable)
 
 # Any JSON value is let through to kernel.money.parse_amount, which gives the precise reason for a refusal.
 AmountInput = Annotated[
     Any,
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+\s*$"}]}),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                              {"type": "string", "pattern": rf"^\s*{AMOUNT_PATTERN}\s*$",
+                               "maxLength": MAX_AMOUNT_LENGTH}]}),
     Field(description="An amount of the asset as a JSON number or a decimal string, e.g. \"10.5\""),
 ]
 Address = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
@@ -42,7 +58,7 @@ class CreatePermissionRequest(RequestModel):
     requested_amount: AmountInput
     rate_per_hour: AmountInput
     duration_days: Annotated[int, Field(strict=True)] | None = None
-    asset: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+    asset: Annotated[str, StringConstraints(min_length=1, max_length=16), PlainText] | None = None
     notify_url: Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)] | None = Field(
         default=None, description="http(s) URL that receives the permission's reminders as signed webhooks")
 
@@ -68,7 +84,7 @@ class CreateSessionRequest(RequestModel):
         "user_wallet_address": EXAMPLE_ZCASH_WALLET, "vendor_id": EXAMPLE_VENDOR_ID}]})
 
     user_wallet_address: Address
-    vendor_id: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+    vendor_id: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True), PlainText]
 
 
 class EndSessionRequest(RequestModel):
@@ -81,7 +97,7 @@ class CreateVendorRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme Streams",
                                                                "direct_charge_grace_seconds": 600}]})
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), PlainText]
     direct_charge_grace_seconds: Annotated[int, Field(strict=True, ge=0, le=86400)] = Field(
         0, description="How long a session may go on, paid by a direct on-chain charge, after its permission "
                        "ran dry (0: it ends at once)")

@@ -13,14 +13,14 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.http import REQUEST_ID_KEY, Handler, route_name
+from gateway.auth import require_metrics_reader
+from gateway.http import CLIENT_CLOSED_REQUEST, REQUEST_ID_KEY, Handler, route_name
 from gateway.keys import SERVICES
-from gateway.openapi import Operation, describe
+from gateway.openapi import Auth, Operation, describe
 from paygo.logs import REQUEST_ID
 from paygo.metrics import Metrics
 
 METRICS = web.AppKey("metrics", Metrics)
-CLIENT_CLOSED_REQUEST = 499  # the client went away before the answer (nginx's convention)
 
 access_log = logging.getLogger("paygo.access")
 
@@ -53,9 +53,12 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
 
 
 @describe(Operation(summary="Prometheus metrics (text exposition format)", tag="operations",
-                    response={"type": "string"}, response_media_types=("text/plain",), uses_database=False))
+                    auth=(Auth.OPERATOR_KEY, Auth.METRICS_TOKEN), response={"type": "string"},
+                    response_media_types=("text/plain",), uses_database=False))
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """Prometheus text format; the gauges are read now, and a database outage shows as paygo_database_up 0."""
+    """Prometheus text format; the gauges are read now, and a database outage shows as paygo_database_up 0. For the
+    operator key or METRICS_TOKEN (`Authorization: Bearer`), as Prometheus' `authorization` setting sends it."""
+    require_metrics_reader(request)
     metrics = request.app[METRICS]
     services = request.app[SERVICES]
     counts, statuses = await asyncio.gather(services.reports.operational_counts(), services.health.source_statuses())

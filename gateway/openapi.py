@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from billing.idempotency import MIN_ANONYMOUS_KEY_LENGTH
 from gateway.faces import page_headers
 from gateway.models import ErrorResponse
 
@@ -46,6 +47,7 @@ class Auth(enum.StrEnum):
     PERMISSION_TOKEN = "permissionToken"
     VENDOR_KEY = "vendorKey"
     OPERATOR_KEY = "operatorKey"
+    METRICS_TOKEN = "metricsToken"
 
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -62,6 +64,10 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "type": "apiKey", "in": "header", "name": "X-API-Key",
         "description": "The operator key (the gateway's ADMIN_API_KEY setting).",
     },
+    Auth.METRICS_TOKEN: {
+        "type": "http", "scheme": "bearer",
+        "description": "The gateway's METRICS_TOKEN setting, for scrapers: `Authorization: Bearer <token>`.",
+    },
 }
 
 # What each error status means here, and a typical `code` for its example.
@@ -71,9 +77,12 @@ ERROR_STATUSES: dict[int, tuple[str, str]] = {
     402: ("The permission cannot pay for this (not active, expired or exhausted)", "payment_required"),
     403: ("The credentials are valid but do not grant access to this resource", "forbidden"),
     404: ("No such resource (or not visible to these credentials)", "not_found"),
+    408: ("The request body did not arrive within the gateway's body timeout", "body_timeout"),
     409: ("Conflicts with the current state (or an Idempotency-Key still in progress)", "conflict"),
     413: ("The body is larger than the gateway accepts", "body_too_large"),
     422: ("The request is not valid: the message names the field and the problem", "invalid_request"),
+    429: ("Too many requests (a rate limit, or too many live streams); retry after Retry-After seconds",
+          "rate_limited"),
     503: ("A dependency (database, node, card processor) is down or not configured; retry after Retry-After "
           "seconds", "service_unavailable"),
 }
@@ -115,6 +124,18 @@ class Operation:
     uses_database: bool = True
     # A status whose body is not the error shape (`/health` answers its report with 503 too).
     other_responses: Mapping[int, tuple[str, Body]] = field(default_factory=dict)
+    # Counted by the rate limits when anonymous or creating (gateway/rate_limits.py); False for what load balancers
+    # and Stripe call.
+    rate_limited: bool = True
+
+    @property
+    def creates(self) -> bool:
+        """A creating endpoint answers 201 Created (permissions, sessions, vendors, vendor keys)."""
+        return self.status == 201
+
+    def limited(self, method: str) -> bool:
+        """Whether the rate limits can refuse this operation (429)."""
+        return self.rate_limited and (not self.auth or (method == "POST" and self.creates))
 
 
 class UndescribedRoute(Exception):
@@ -180,7 +201,9 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                            "(and a JSON number or a decimal string in requests). Every error answers "
                            "`{\"error\": {\"code\", \"message\"}}`; clients switch on `code`. Every answer echoes "
                            "`X-Request-ID` (the caller's, or a new one). A POST with an `Idempotency-Key` header "
-                           "is applied once; a repeat answers the first answer (`Idempotent-Replayed: true`).",
+                           "is applied once; a repeat by the same caller within 24 hours answers the first answer "
+                           "(`Idempotent-Replayed: true`). Rate-limited answers (429) carry `Retry-After` and the "
+                           "`RateLimit` headers.",
         },
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
@@ -226,9 +249,12 @@ def _operation(method: str, path: str, operation: Operation, schemas: dict[str, 
     parameters += [_parameter(parameter, "query") for parameter in operation.query]
     parameters += [_parameter(parameter, "header") for parameter in (*operation.headers, REQUEST_ID)]
     if method == "POST":
+        shortest = 1 if operation.auth else MIN_ANONYMOUS_KEY_LENGTH
         parameters.append(_parameter(Parameter(
-            "Idempotency-Key", "Apply this POST once: a repeat with the same key and body answers the first answer",
-            {"type": "string", "minLength": 1, "maxLength": 200}), "header"))
+            "Idempotency-Key", "Apply this POST once: a repeat by the same caller with the same key and body answers "
+                               "the first answer for 24 hours. Without credentials the key is the only secret: at "
+                               f"least {MIN_ANONYMOUS_KEY_LENGTH} random characters.",
+            {"type": "string", "minLength": shortest, "maxLength": 200}), "header"))
     described: dict[str, Any] = {
         "operationId": _operation_id(method, path),
         "summary": operation.summary,
@@ -273,8 +299,10 @@ def _error_statuses(method: str, path: str, operation: Operation) -> set[int]:
         statuses.add(403)  # an X-API-Key that is not the operator key
     if method == "POST":
         statuses |= {409, 422}  # Idempotency-Key in progress, or reused with another body / malformed
-    if operation.body is not None:
-        statuses |= {413, 422}
+    if operation.body is not None or method in ("POST", "PUT"):
+        statuses |= {408, 413, 422}
+    if operation.limited(method):
+        statuses.add(429)
     if operation.uses_database:
         statuses.add(503)
     return statuses - set(operation.other_responses)
@@ -297,7 +325,7 @@ def _responses(method: str, path: str, operation: Operation, schemas: dict[str, 
     for status in sorted(_error_statuses(method, path, operation)):
         description, code = ERROR_STATUSES[status]
         headers = dict(request_id)
-        if status == 503:
+        if status in (429, 503):
             headers["Retry-After"] = {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
         responses[str(status)] = {"description": description, "headers": headers, "content": {
             "application/json": {"schema": error_schema,

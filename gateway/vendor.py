@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from billing.reports import GroupBy, SessionCursor, SessionFilters, SummaryRow, VendorSessionRow
 from billing.sessions import SessionStatus
 from gateway.auth import parse_uuid, require_vendor
-from gateway.http import json_response
+from gateway.http import bounded_int, json_response
 from gateway.keys import SERVICES
 from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.vendor_models import (
@@ -41,6 +41,8 @@ RowT = TypeVar("RowT")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_WALLET_LENGTH = 512
+MAX_CURSOR_LENGTH = 200
+MAX_MOMENT_LENGTH = 64
 CSV_CHUNK_BYTES = 64 * 1024
 
 SESSION_PARAMETERS = frozenset({"status", "from", "to", "wallet", "limit", "cursor", "format"})
@@ -74,6 +76,8 @@ def _moment(request: web.Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
+        if len(raw) > MAX_MOMENT_LENGTH:
+            raise ValueError("too long")
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO 8601 date or date-time such as 2024-05-01 or "
@@ -116,9 +120,10 @@ def page_limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_PAGE_SIZE
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    limit = bounded_int(raw, MAX_PAGE_SIZE)
+    if limit is None or limit < 1:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", code="invalid_limit")
-    return int(raw)
+    return limit
 
 
 def _wants_csv(request: web.Request) -> bool:
@@ -219,6 +224,8 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
     filters = _session_filters(request)
     limit = page_limit(request)
     raw_cursor = request.query.get("cursor")
+    if raw_cursor is not None and len(raw_cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidRequest("cursor is not one this API gave out", code="invalid_cursor")
     after = SessionCursor.decode(raw_cursor) if raw_cursor is not None else None
     reports = request.app[SERVICES].reports
     if _wants_csv(request):

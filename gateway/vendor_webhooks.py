@@ -12,7 +12,7 @@ from aiohttp import web
 from billing.vendor_webhooks import DELIVERY_STATUSES, VENDOR_EVENTS, Delivery
 from billing.webhooks import SIGNATURE_HEADER
 from gateway.auth import parse_uuid, require_operator, require_vendor
-from gateway.http import json_response, read_body
+from gateway.http import bounded_int, json_response, read_body
 from gateway.keys import SERVICES
 from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.vendor import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, check_parameters, page_limit
@@ -31,10 +31,10 @@ MAX_DELIVERY_ID = 2**63 - 1  # bigserial
 
 
 def _delivery_id(request: web.Request) -> int:
-    raw = request.match_info["delivery_id"]
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_DELIVERY_ID:
-        raise NotFound(f"no webhook delivery with id {raw!r}", code="delivery_not_found")
-    return int(raw)
+    delivery_id = bounded_int(request.match_info["delivery_id"], MAX_DELIVERY_ID)
+    if not delivery_id:
+        raise NotFound("no webhook delivery with this id", code="delivery_not_found")
+    return delivery_id
 
 
 def _delivery_view(delivery: Delivery) -> DeliveryView:
@@ -85,13 +85,13 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if event_type is not None and event_type not in VENDOR_EVENTS:
         raise InvalidRequest(f"event_type must be one of {', '.join(VENDOR_EVENTS)}", code="invalid_event_type")
     raw_cursor = request.query.get("cursor")
-    if raw_cursor is not None and not (raw_cursor.isascii() and raw_cursor.isdigit()
-                                       and int(raw_cursor) <= MAX_DELIVERY_ID):
+    cursor = bounded_int(raw_cursor, MAX_DELIVERY_ID) if raw_cursor is not None else None
+    if raw_cursor is not None and cursor is None:
         raise InvalidRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
     limit = page_limit(request)
     found = await request.app[SERVICES].vendors.deliveries(
         vendor_id, statuses=statuses, event_type=event_type,
-        before_id=int(raw_cursor) if raw_cursor is not None else None, limit=limit)
+        before_id=cursor, limit=limit)
     next_cursor = str(found[-1].id) if len(found) == limit else None
     return json_response(DeliveryPage(deliveries=[_delivery_view(d) for d in found], next_cursor=next_cursor))
 

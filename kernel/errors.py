@@ -1,7 +1,8 @@
 """Errors every layer raises and the gateway turns into `{"error": {"code", "message"}}` answers.
 
 Each error names a stable `code` (clients switch on it) and the HTTP status it maps to. Errors that mean
-"try again later" (a node or the database is down) carry `retry_after` seconds.
+"try again later" (a node or the database is down, a rate limit) carry `retry_after` seconds; `headers` are what
+the answer adds (Retry-After, RateLimit).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class PayGoError(Exception):
         if code is not None:
             self.code = code
         self.details = details or {}
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(PayGoError):
@@ -87,3 +89,26 @@ class ServiceUnavailable(PayGoError):
     def __init__(self, message: str, *, code: str | None = None, retry_after: int = 5) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class TooManyRequests(PayGoError):
+    """A rate limit or a cap on live streams: retry after `retry_after` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.headers.update(headers or {})
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class NetworkMismatch(ServiceUnavailable):
+    """A node serves another network than the settings name: start-up stops; found later (the node was down at
+    start-up), nothing more is asked of it and requests answer 503 until the operator fixes one or the other."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="network_mismatch", retry_after=3600)

@@ -6,8 +6,8 @@ should go, to report the payments seen for some targets, and how its chain is do
 values; a payment carries its confirmations so billing (not the adapter) decides when it counts.
 
 An ability only some sources have is a small Protocol of its own (`ReadsWalletBalance`, `RefundsPayments`,
-`SignsSpendAuthorizations`, `ReadsCardEvents`). The wiring checks each source against them once, at start-up, and
-hands billing the abilities it found: nothing downcasts a source to its concrete class.
+`SignsSpendAuthorizations`, `ReadsCardEvents`, `ChecksNetwork`). The wiring checks each source against them once,
+at start-up, and hands billing the abilities it found: nothing downcasts a source to its concrete class.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class SourceStatus:
     synced: bool | None = None  # None: the source cannot say
     tip_age_seconds: int | None = None
     detail: str | None = None
+    wallet_ready: bool | None = None  # False: the node answers but cannot receive (its wallet lost our account)
 
 
 @runtime_checkable
@@ -177,6 +178,19 @@ class SignsSpendAuthorizations(Protocol):
 
     def normalise_transaction_id(self, txid: str) -> str:
         """A transaction id as stored, or `InvalidRequest` when malformed."""
+        ...
+
+
+@runtime_checkable
+class ChecksNetwork(Protocol):
+    """A chain adapter that asks its node which network it serves (asked at start-up, and on first contact when the
+    node did not answer then)."""
+
+    name: str
+
+    async def check_network(self) -> None:
+        """Raise `kernel.errors.NetworkMismatch` naming both networks when the node serves another one than the
+        settings name (or, with none named, follow the node); `ServiceUnavailable` when the node does not answer."""
         ...
 
 

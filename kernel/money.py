@@ -1,41 +1,66 @@
 """Exact money arithmetic: parsing user amounts, converting to minor units, formatting, and the charge rule.
 
-Amounts enter as JSON numbers or strings and are parsed straight to Decimal (the request body is decoded with
-`parse_float=Decimal`, so no float ever exists). Storage and arithmetic use integers of the asset's smallest unit.
+Amounts follow one grammar, whether sent as a JSON number or a string: ASCII digits with at most one decimal point
+(`10`, `2.5`, `.5`), at most MAX_AMOUNT_LENGTH characters, checked on the text before any conversion. No sign, no
+exponent, no `_`, no other digit scripts. A JSON number reaches this module as its text (`JsonNumber`), so no float
+ever exists and `1e3` is refused as a number exactly as it is as a string. Storage and arithmetic use integers of
+the asset's smallest unit.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
+import re
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from kernel.assets import Asset
 from kernel.errors import InvalidAmount
 
 SECONDS_PER_HOUR = 3600
 HOURS_DECIMALS = 6  # hours are shown truncated to the microhour (3.6 ms), never rounded up
+MAX_AMOUNT_LENGTH = 100
+AMOUNT_PATTERN = r"[0-9]*\.?[0-9]+"  # also the API description's pattern for amount strings
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
+class JsonNumber:
+    """A JSON number as its text. The gateway decodes request bodies so that fractions and very long integers stay
+    text until the field that receives them applies its own grammar (amounts here; a strict integer field refuses
+    it)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text if len(self.text) <= 40 else f"{self.text[:20]}…({len(self.text)} characters)"
 
 
 def to_decimal(value: object, field: str) -> Decimal:
-    """A JSON number (int or Decimal) or a decimal string as an exact Decimal; anything else is refused."""
+    """An amount (a JSON number, a string, or an int or Decimal from code) as an exact Decimal, if it follows the
+    grammar."""
     if isinstance(value, bool) or value is None:
         raise InvalidAmount(field, "must be a decimal number or a string holding one")
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
-        number = value
+        if value < 0:
+            raise InvalidAmount(field, "must be greater than zero")
+        text = str(value) if value.bit_length() <= 4 * MAX_AMOUNT_LENGTH else "0" * (MAX_AMOUNT_LENGTH + 1)
+    elif isinstance(value, JsonNumber):
+        text = value.text
+    elif isinstance(value, Decimal):  # from our own code (settings defaults), never from a request
+        text = format(value, "f") if value.is_finite() and value.adjusted() < MAX_AMOUNT_LENGTH else "NaN"
     elif isinstance(value, str):
         text = value.strip()
-        if not text or len(text) > 100:
-            raise InvalidAmount(field, "must be a decimal number")
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise InvalidAmount(field, f"{value!r} is not a decimal number") from None
     else:
         raise InvalidAmount(field, "must be a decimal number or a string holding one")
-    if not number.is_finite():
-        raise InvalidAmount(field, "must be a finite number")
-    return number
+    if len(text) > MAX_AMOUNT_LENGTH:
+        raise InvalidAmount(field, f"must be at most {MAX_AMOUNT_LENGTH} characters")
+    if text.startswith("-") and _AMOUNT.fullmatch(text[1:]):
+        raise InvalidAmount(field, "must be greater than zero")
+    if not _AMOUNT.fullmatch(text):
+        raise InvalidAmount(field, "must be a plain decimal number: ASCII digits with at most one decimal point "
+                                   "(no sign, exponent, separators or other digit scripts)")
+    return Decimal(text)
 
 
 def parse_amount(value: object, asset: Asset, field: str, maximum_units: int | None = None) -> int:

@@ -169,8 +169,10 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             })})
             log.info("ZCASH_RPC_URL is not set: running the Zcash regtest stand-in in-process at %s "
                      "(user %s) — test money only", node.url, rpc_user)
+        generated_admin_key = None
         if settings.admin_api_key is None and embedded_demo:
-            settings = settings.model_copy(update={"admin_api_key": "pga_" + secrets.token_urlsafe(24)})
+            generated_admin_key = "pga_" + secrets.token_urlsafe(24)
+            settings = settings.model_copy(update={"admin_api_key": generated_admin_key})
         if settings.redis_url is None:
             log.info("REDIS_URL is not set: running without Redis (no cache)")
         base = f"http://{settings.listen_host}:{settings.listen_port}"
@@ -183,7 +185,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             stack.push_async_callback(runner.cleanup)
             print(f"PayGo gateway listening on {base}", flush=True)
             if embedded_demo:
-                await _print_demo(app[SERVICES], settings, base, node.url, rpc_password)
+                await _print_demo(app[SERVICES], base, node.url, rpc_password, generated_admin_key)
         else:
             await apply_pending_migrations(settings)  # once, before any worker starts
             await stack.enter_async_context(running_workers(settings))
@@ -191,7 +193,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"PayGo gateway listening on {base} ({workers} worker processes{where})", flush=True)
             if embedded_demo:
                 async with open_runtime(settings, apply_migrations=False) as runtime:
-                    await _print_demo(runtime.services, settings, base, node.url, rpc_password)
+                    await _print_demo(runtime.services, base, node.url, rpc_password, generated_admin_key)
         await wait_for_signal()
     return 0
 
@@ -200,11 +202,15 @@ def _env_set(name: str) -> bool:
     return bool(os.environ.get(name, "").strip())
 
 
-async def _print_demo(services: Services, settings: Settings, base: str, node_url: str, rpc_password: str) -> None:
-    """Demo mode only: a demo vendor with a fresh key, the run's operator key, a demo permission waiting for
-    payment, the next commands to try, and last the demo permission's checkout page."""
+async def _print_demo(services: Services, base: str, node_url: str, rpc_password: str,
+                      generated_admin_key: str | None) -> None:
+    """Demo mode only: a demo vendor with a fresh key, the run's operator key (only when this run made it: a key
+    the operator set is never printed), a demo permission waiting for payment, the next commands to try, and last
+    the demo permission's checkout page."""
     vendor = await services.vendors.rotate_demo_key("demo")
     demo_wallet = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
+    operator = (f"{generated_admin_key}   (X-API-Key; set ADMIN_API_KEY to choose your own)"
+                if generated_admin_key else "the ADMIN_API_KEY you set (not shown)")
     demo = await services.permissions.create(PermissionRequest(
         funding_source="zcash", asset="ZEC", user_wallet_address=demo_wallet, requested_amount="10",
         rate_per_hour="2.5"))
@@ -214,7 +220,7 @@ async def _print_demo(services: Services, settings: Settings, base: str, node_ur
 Demo mode (embedded defaults; test money only):
   demo vendor id:   {vendor.vendor_id}
   demo vendor key:  {vendor.api_key}
-  operator key:     {settings.admin_api_key}   (X-API-Key; set ADMIN_API_KEY to choose your own)
+  operator key:     {operator}
   regtest node:     {node_url}  (user paygo, password {rpc_password})
 
 Ask for a spending permission of 10 ZEC at 2.5 ZEC per hour:

@@ -20,7 +20,13 @@ def _cell(value: object) -> str:
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, date):
         return value.isoformat()
-    return str(value)
+    return _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    """Control characters (an ANSI escape in a vendor name stored before names were checked) shown escaped, never
+    sent to the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -11,13 +11,16 @@ Zcash regtest stand-in in-process, and runs without Redis.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from annotated_types import Ge, Le
+from limits import parse_many
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -87,6 +90,7 @@ def _address(value: str, variable: str) -> str:
 
 
 _LOWERCASE = BeforeValidator(str.lower)
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _UPPERCASE = BeforeValidator(str.upper)
 
 
@@ -120,9 +124,9 @@ class ZcashSettings(_Group):
     rpc_password: str | None = Field(None, alias="ZCASH_RPC_PASSWORD", repr=False)
     node_rpc_url: str | None = Field(None, alias="ZCASH_NODE_RPC_URL", repr=False)
     service_wallet: str | None = Field(None, alias="ZCASH_SERVICE_WALLET")
-    # main with a configured wallet, regtest with the stand-in
-    network: Annotated[ZcashNetwork, _LOWERCASE] = Field(
-        default_factory=lambda fields: ZcashNetwork.MAIN if fields.get("rpc_url") else ZcashNetwork.REGTEST,
+    # unset: the network the node says it serves (asked at start-up); regtest with the stand-in
+    network: Annotated[ZcashNetwork | None, _LOWERCASE] = Field(
+        default_factory=lambda fields: None if fields.get("rpc_url") else ZcashNetwork.REGTEST,
         alias="ZCASH_NETWORK")
     min_confirmations: int = Field(10, alias="ZCASH_MIN_CONFIRMATIONS", ge=1)
     rpc_flavor: Annotated[Literal["auto", "zcashd", "zallet"], _LOWERCASE] = Field("auto", alias="ZCASH_RPC_FLAVOR")
@@ -157,6 +161,8 @@ class NotificationSettings(_Group):
     outbox_backoff_cap_seconds: int = Field(3600, alias="OUTBOX_BACKOFF_CAP_SECONDS", ge=1)
     webhook_timeout_seconds: int = Field(5, alias="WEBHOOK_TIMEOUT_SECONDS", ge=1)
     watcher_interval_seconds: int = Field(5, alias="WATCHER_INTERVAL_SECONDS", ge=1)
+    # a development gateway may deliver to 127.0.0.1 and private networks; never in production
+    allow_private_webhook_targets: bool = Field(False, alias="ALLOW_PRIVATE_WEBHOOK_TARGETS")
 
     @field_validator("reminder_lead_hours", mode="before")
     @classmethod
@@ -180,6 +186,57 @@ class OperationsSettings(_Group):
         None, alias="SCHEDULER_MAX_LAG_SECONDS", ge=0)
     # health: the oldest pending outbox message must be younger
     webhook_backlog_max_age_seconds: int = Field(900, alias="WEBHOOK_BACKLOG_MAX_AGE_SECONDS", ge=1)
+
+
+def _rate_limit(value: str) -> str:
+    """`limits` notation: one or more `N/period` joined by `;` (`10/minute;100/hour`)."""
+    try:
+        parse_many(value)
+    except ValueError:
+        raise _Problem("must be rate limits such as 10/minute or 10/minute;100/hour") from None
+    return value
+
+
+class PerimeterSettings(_Group):
+    """What the gateway accepts from the outside: rate limits, live streams, connection timeouts, who may read
+    metrics, which proxies to believe, and how long a failing Redis is left alone."""
+
+    # per client address on every anonymous endpoint
+    rate_limit_anonymous: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "120/minute", alias="RATE_LIMIT_ANONYMOUS")
+    # per client address and per credential on every endpoint that creates something
+    rate_limit_create: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "20/minute;300/hour", alias="RATE_LIMIT_CREATE")
+    # peers whose X-Forwarded-For is believed (comma-separated addresses or networks); unset: none
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field((), alias="TRUSTED_PROXIES")
+    max_streams_per_permission: int = Field(4, alias="MAX_STREAMS_PER_PERMISSION", ge=1)
+    max_streams: int = Field(500, alias="MAX_STREAMS", ge=1)  # live streams per gateway process
+    # a connection that sends no complete request head for this long is closed (idle keep-alive, slow headers)
+    http_idle_timeout_seconds: int = Field(30, alias="HTTP_IDLE_TIMEOUT_SECONDS", ge=1)
+    http_body_timeout_seconds: int = Field(10, alias="HTTP_BODY_TIMEOUT_SECONDS", ge=1)
+    # unset: only the operator key reads /metrics and the detailed /api/v1/health
+    metrics_token: str | None = Field(None, alias="METRICS_TOKEN", min_length=24, repr=False)
+    redis_breaker_failures: int = Field(3, alias="REDIS_BREAKER_FAILURES", ge=1)
+    redis_breaker_cooldown_seconds: int = Field(30, alias="REDIS_BREAKER_COOLDOWN_SECONDS", ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        try:
+            return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",")
+                         if part.strip())
+        except ValueError:
+            raise _Problem("must be a comma-separated list of IP addresses or networks (10.0.0.0/8)") from None
+
+
+class RetentionSettings(_Group):
+    """What the prune job deletes, and how often it runs. The ledger, payments and the audit trail are kept."""
+
+    outbox_retention_days: int = Field(30, alias="OUTBOX_RETENTION_DAYS", ge=1)
+    # never-paid permissions are pruned this long after their payment window closed (at least the watcher's
+    # 7-day look-back for late payments)
+    unpaid_permission_grace_days: int = Field(30, alias="UNPAID_PERMISSION_GRACE_DAYS", ge=7)
+    prune_interval_seconds: int = Field(3600, alias="PRUNE_INTERVAL_SECONDS", ge=1)
 
 
 class DatabaseSettings(_Group):
@@ -274,6 +331,17 @@ class CardSettings(_Group):
     max_purchase_units: int = Field(1000 * USD.unit, alias="CARD_MAX_PURCHASE")
     success_url: str | None = Field(None, alias="STRIPE_SUCCESS_URL")
     cancel_url: str | None = Field(None, alias="STRIPE_CANCEL_URL")
+    # hosts a request's success_url/cancel_url may name (beside those of the two URLs above)
+    redirect_hosts: tuple[str, ...] = Field((), alias="CARD_REDIRECT_HOSTS")
+
+    @field_validator("redirect_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: str) -> tuple[str, ...]:
+        """A comma-separated list of host names (`shop.example,www.shop.example`), compared case-insensitively."""
+        hosts = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if not all(_HOST_NAME.fullmatch(host) for host in hosts):
+            raise _Problem("must be a comma-separated list of host names")
+        return tuple(dict.fromkeys(hosts))
 
     @field_validator("min_purchase_units", "max_purchase_units", mode="before")
     @classmethod
@@ -304,6 +372,8 @@ class Settings(_Group):
     scheduler: SchedulerSettings
     notifications: NotificationSettings
     operations: OperationsSettings
+    perimeter: PerimeterSettings
+    retention: RetentionSettings
     database: DatabaseSettings
     serving: ServingSettings
     ethereum: EthereumSettings | None
@@ -332,6 +402,7 @@ class Settings(_Group):
         """The settings from the process environment, or from `env` alone when given."""
         return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
                      notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
+                     perimeter=_load(PerimeterSettings, env), retention=_load(RetentionSettings, env),
                      database=_load(DatabaseSettings, env), serving=_load(ServingSettings, env),
                      ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
 

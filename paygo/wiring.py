@@ -13,15 +13,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
 import redis.asyncio as aioredis
 
+from billing.breaker import CircuitBreaker
 from billing.db import connect, create_pool
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.permission_service import PermissionPolicy
 from billing.reminders import ReminderPolicy
 from billing.replica import CONNECT_TIMEOUT_SECONDS as REPLICA_CONNECT_TIMEOUT_SECONDS
 from billing.replica import ReadReplica
+from billing.retention import RetentionPolicy
 from billing.schema import migrate
 from billing.services import ServicePolicies, Services, build_services
 from billing.sources import FundingSources
@@ -42,6 +44,7 @@ REDIS_TIMEOUT_SECONDS = 1.0
 class Runtime:
     settings: Settings
     redis: aioredis.Redis | None
+    redis_breaker: CircuitBreaker  # shared by every use of Redis in this process
     services: Services
 
 
@@ -69,6 +72,7 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             webhook_tolerance_seconds=card.webhook_tolerance_seconds, api_base=card.api_base,
             timeout_seconds=float(card.timeout_seconds), min_amount_units=card.min_purchase_units,
             max_amount_units=card.max_purchase_units, success_url=card.success_url, cancel_url=card.cancel_url,
+            redirect_hosts=card.redirect_hosts,
         )
     return sources
 
@@ -84,7 +88,8 @@ def intervals(settings: Settings) -> Intervals:
     return Intervals(billing_tick=settings.billing_interval_seconds,
                      expiry=settings.scheduler.expiry_interval_seconds,
                      watcher=settings.notifications.watcher_interval_seconds,
-                     hard_stop=settings.scheduler.hard_stop_interval_seconds)
+                     hard_stop=settings.scheduler.hard_stop_interval_seconds,
+                     prune=settings.retention.prune_interval_seconds)
 
 
 def policies(settings: Settings) -> ServicePolicies:
@@ -97,6 +102,7 @@ def policies(settings: Settings) -> ServicePolicies:
                               **(settings.ethereum.max_amount_units if settings.ethereum else {}),
                               **({"USD": settings.card.max_purchase_units} if settings.card else {})},
             webhook_signing_key=notifications.webhook_signing_key,
+            allow_private_webhook_targets=notifications.allow_private_webhook_targets,
             payment_window_hours=notifications.payment_window_hours,
             reminder_policy=ReminderPolicy(notifications.reminder_lead_hours,
                                            notifications.low_balance_reminder_percent),
@@ -105,6 +111,8 @@ def policies(settings: Settings) -> ServicePolicies:
                           notifications.outbox_backoff_cap_seconds),
         webhook_timeout_seconds=notifications.webhook_timeout_seconds,
         vendor_key_rotation_overlap_seconds=settings.operations.vendor_key_rotation_overlap_seconds,
+        retention=RetentionPolicy(settings.retention.outbox_retention_days,
+                                  settings.retention.unpaid_permission_grace_days),
     )
 
 
@@ -112,7 +120,8 @@ def policies(settings: Settings) -> ServicePolicies:
 async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
                        with_sources: bool = True) -> AsyncIterator[Runtime]:
     """Everything the settings describe, closed on exit. `with_sources=False` (CLI administration) opens no
-    funding source."""
+    funding source. A chain node that serves another network than the settings name stops the start
+    (NetworkMismatch)."""
     if not settings.database_url:
         raise ValueError("DATABASE_URL must be resolved before the runtime opens (see paygo.embedded)")
     if apply_migrations:
@@ -126,13 +135,17 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
         if settings.redis_url else None
     )
+    perimeter = settings.perimeter
+    breaker = CircuitBreaker("Redis", failures=perimeter.redis_breaker_failures,
+                             cooldown_seconds=perimeter.redis_breaker_cooldown_seconds)
     sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
-    http = aiohttp.ClientSession()
+    sender = WebhookSender(allow_private=settings.notifications.allow_private_webhook_targets)
     try:
-        yield Runtime(settings, redis_client, build_services(pool, redis_client, sources, http, policies(settings),
-                                                             replica=replica))
+        await sources.check_networks()
+        services = build_services(pool, redis_client, sources, sender, policies(settings), breaker, replica=replica)
+        yield Runtime(settings, redis_client, breaker, services)
     finally:
-        await http.close()
+        await sender.close()
         await sources.close()
         if redis_client is not None:
             await redis_client.aclose()

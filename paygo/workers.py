@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import app_runner, create_app
 from paygo.embedded import exit_with_parent
 from paygo.logs import configure_logging
 from paygo.metrics import Metrics
@@ -57,7 +57,7 @@ async def wait_for_signal() -> None:
 async def start_gateway(app: web.Application, settings: Settings, *, reuse_port: bool) -> web.AppRunner:
     """The app listening on the configured address; `runner.cleanup()` drains it (sockets closed first, then the
     requests in flight get up to SHUTDOWN_TIMEOUT_SECONDS)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.serving.shutdown_timeout_seconds)
+    runner = app_runner(app, settings)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_port=reuse_port).start()

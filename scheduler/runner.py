@@ -32,6 +32,7 @@ class Intervals:
     expiry: int
     watcher: int
     hard_stop: int
+    prune: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def schedule(jobs: JobService, intervals: Intervals) -> list[ScheduledJob]:
         ScheduledJob("payment_watcher", jobs.watch_payments, intervals.watcher),
         ScheduledJob("reminders", jobs.remind, intervals.expiry),
         ScheduledJob("outbox_delivery", jobs.deliver, intervals.watcher),
+        ScheduledJob("prune", jobs.prune, intervals.prune),
     ]
 
 

@@ -55,6 +55,9 @@ def gateway_env(database_dsn: str, redis_url: str | None, node: RunningNode, pas
         "ZCASH_MIN_CONFIRMATIONS": str(MIN_CONFIRMATIONS),
         "ZCASH_RPC_TIMEOUT_SECONDS": "2",
         "SCHEDULER_ENABLED": "false",  # tests drive the jobs themselves, at the instants they choose
+        # every test calls from 127.0.0.1; tests of the limits themselves set their own
+        "RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "RATE_LIMIT_CREATE": "100000/minute",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url

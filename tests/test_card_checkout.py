@@ -96,7 +96,7 @@ async def test_stripe_unreachable_answers_503(make_gateway: Callable[..., Any],
 
 
 async def test_the_same_idempotency_key_creates_one_permission(card: CardGateway) -> None:
-    headers = {"Idempotency-Key": "order-42"}
+    headers = {"Idempotency-Key": "order-42-" + "0" * 32}
     first_status, first = await card.create("10", "2", headers=headers)
     again_status, again = await card.create("10", "2", headers=headers)
     assert first_status == again_status == 201
@@ -105,7 +105,7 @@ async def test_the_same_idempotency_key_creates_one_permission(card: CardGateway
     assert len(card.stripe.created(CHECKOUT)) == 1 and await permission_rows(card.gw) == 1
     status, body = await card.create("11", "2", headers=headers)
     assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
-    racing = await asyncio.gather(*(card.create("12", "2", headers={"Idempotency-Key": "race"}) for _ in range(4)))
+    racing = await asyncio.gather(*(card.create("12", "2", headers={"Idempotency-Key": "race-" + "1" * 32}) for _ in range(4)))
     winners = {body["permission_id"] for status, body in racing if status == 201}
     assert len(winners) == 1 and all(status in (201, 409) for status, _ in racing)
     assert await permission_rows(card.gw) == 2

@@ -270,3 +270,20 @@ async def test_events_for_unknown_permissions_or_types_are_recorded_and_ignored(
         assert status == 200 and body["outcome"] == "ignored"
     status, body = await card.send({"id": "evt_x", "object": "event"})
     assert status == 400 and body["error"]["code"] == "invalid_event"
+
+
+async def test_a_checkout_session_funds_its_permission_once_whatever_payment_intents_arrive(
+        card: CardGateway) -> None:
+    """A second signed `checkout.session.completed` for the same Checkout Session naming another payment intent
+    (and a fresh event id) funds nothing; concurrent ones neither."""
+    permission = await card.created("10.00", "2.50")
+    session = card.stripe.pay_session(card.session_id(permission))
+    await card.deliver("checkout.session.completed", session)
+    second = {**session, "payment_intent": "pi_another_one"}
+    assert (await card.send(card.stripe.event("checkout.session.completed", second)))[1]["outcome"] == "ignored"
+    others = [card.stripe.event("checkout.session.async_payment_succeeded", {**session, "payment_intent": f"pi_{n}"})
+              for n in range(4)]
+    await asyncio.gather(*(card.send(event) for event in others))
+    assert await ledger(card, permission) == [("funding", 1000)]
+    assert (await card.show(permission))["remaining_amount"] == "10.00"
+    await assert_ledger_agrees(card)

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
+from tests.conftest import ADMIN_KEY
+
 PAYGO = [sys.executable, "-m", "paygo.cli"]
 CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "ZCASH_RPC_URL", "ADMIN_API_KEY", "LISTEN_ADDR", "ETH_RPC_URL",
                     "STRIPE_SECRET_KEY")
@@ -112,10 +114,11 @@ async def test_serve_on_embedded_defaults_prints_the_demo_and_answers(database_d
         assert "demo vendor id:" in printed and "demo vendor key:  pgv_" in printed
         wallet = re.search(r'"user_wallet_address": "(\S+)"', printed).group(1)  # type: ignore[union-attr]
         vendor_id = re.search(r"demo vendor id:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
+        operator_key = re.search(r"operator key:\s+(pga_\S+)", printed).group(1)  # type: ignore[union-attr]
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
             async with http.get(checkout_page) as reply:
                 assert reply.status == 200 and "10.00000000" in await reply.text()
-            async with http.get("/api/v1/health") as reply:
+            async with http.get("/api/v1/health", headers={"X-API-Key": operator_key}) as reply:
                 health = await reply.json()
                 assert reply.status == 200 and health["checks"]["zcash"]["reachable"] is True
                 assert health["checks"]["redis"]["enabled"] is False
@@ -126,6 +129,27 @@ async def test_serve_on_embedded_defaults_prints_the_demo_and_answers(database_d
             async with http.post("/api/v1/sessions", json={"user_wallet_address": wallet, "vendor_id": vendor_id},
                                  headers={"Authorization": f"Bearer {created['permission_token']}"}) as reply:
                 assert reply.status == 402  # not paid yet
+
+
+async def test_serve_never_prints_an_operator_key_the_operator_set(database_dsn: str) -> None:
+    chosen = "operator-chosen-" + base64.urlsafe_b64encode(os.urandom(18)).decode()
+    env = clean_env(DATABASE_URL=database_dsn, ADMIN_API_KEY=chosen)
+    process = await asyncio.create_subprocess_exec(*PAYGO, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                                                   "--no-scheduler", env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    printed = ""
+    try:
+        while "curl -s -u paygo" not in printed:
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            assert line, printed
+            printed += line
+    finally:
+        process.terminate()
+        printed += (await asyncio.wait_for(process.stdout.read(), 30)).decode()
+        await process.wait()
+    assert "operator key:     the ADMIN_API_KEY you set (not shown)" in printed
+    assert chosen not in printed
 
 
 async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn: str) -> None:  # noqa: ANN001
@@ -144,5 +168,5 @@ async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn
             await asyncio.sleep(0.05)
     assert charged >= 5 * 10_000_000
     assert {"billing_tick", "expiry", "payment_watcher", "reminders", "outbox_delivery"} <= jobs.keys()
-    status, health = await gw.call("GET", "/api/v1/health")
+    status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["scheduler"]["lag_seconds"] is not None

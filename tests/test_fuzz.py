@@ -1,7 +1,10 @@
 """Schemathesis against the gateway's own OpenAPI document: every operation gets generated requests (valid and
 invalid data, with and without real credentials and real ids), sent over HTTP to a real gateway (test database,
 Zcash stand-in, anvil, the Stripe stand-in); no answer may be a 5xx or break the document (an undocumented status
-or content type, a body or header that does not match its schema).
+or content type, a body or header that does not match its schema). A third of the requests also carry one hostile
+value where the document expects something ordinary: a 5,000-digit JSON number, an exponent that overflows or
+underflows a Decimal, a long string, odd unicode (bidi overrides, joiners, other digit scripts, escapes, lone
+surrogates), deep nesting.
 
 Bounded for CI: a fixed number of examples per operation (at least MIN_REQUESTS in all), generated
 deterministically (`derandomize`), so a run is repeatable. Schemathesis calls are blocking (requests), so they run in
@@ -11,10 +14,12 @@ a worker thread while the test's event loop serves the gateway.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import hypothesis
 import requests
@@ -34,8 +39,8 @@ from tests.conftest import ADMIN_KEY, new_wallet
 from tests.ethereum_fixtures import Anvil
 from tests.stripe_fixtures import card_env
 
-EXAMPLES_PER_OPERATION = 90
-MIN_REQUESTS = 2000
+EXAMPLES_PER_OPERATION = 140
+MIN_REQUESTS = 5000
 CALL_TIMEOUT_SECONDS = 10
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
@@ -89,6 +94,41 @@ def _use_known(case: Any, known: Known, pick: Callable[[list[str]], str]) -> Non
                 fields.pop(name, None)
 
 
+# Raw JSON tokens no Python value serialises to (a 5,000-digit integer passes Python's own int/str limit), and
+# values that are ordinary JSON but hostile to a parser: each replaces one body field, query or path value.
+HUGE_DIGITS = "9" * 5000
+RAW_TOKENS = [HUGE_DIGITS, "-" + HUGE_DIGITS, "1e999999999", "-1e999999999", "1e-999999999", "1E+400", "0.1e1",
+              HUGE_DIGITS + ".5", '"\\ud800"', "[" * 500 + "]" * 500, '{"a":' * 300 + "1" + "}" * 300]
+ODD_TEXT = ["\u202eevil", "a\u200db", "\u0661\u0662\u0663", "\uff11\uff12", "\U0001d7d8", "e\u0301", "\x1b[31mred",
+            "\U0001f600" * 50, "1_000", "١٠", "  10  ", "10\n", "\ufeff10", "null", "NaN", "-0", "0x10", "1e3"]
+RAW_MARKER = "__paygo_raw_json_token__"
+hostile_values = st.one_of(
+    st.sampled_from([("raw", token) for token in RAW_TOKENS]),
+    st.sampled_from([("text", text) for text in ODD_TEXT]),
+    st.builds(lambda size: ("text", "x" * size), st.sampled_from([300, 2000, 16_000])),
+    st.builds(lambda text: ("text", text), st.text(st.characters(codec="utf-8"), min_size=1, max_size=60)),
+)
+
+
+def _hostile_request(case: Any, kind: str, value: str, where: str) -> dict[str, Any]:
+    """Put one hostile value into the case (a body field, or a query or path value), and say how to send it: a raw
+    JSON token goes as bytes the JSON encoder could not have written."""
+    short = value[:2000]  # a request line past 8 KiB is refused before any route (aiohttp's own 400)
+    if where == "query" and case.query is not None:
+        name = next(iter(case.query), "limit")
+        case.query[name] = HUGE_DIGITS[:2000] if kind == "raw" else short
+    elif where == "path" and case.path_parameters:
+        name = next(iter(case.path_parameters))
+        case.path_parameters[name] = HUGE_DIGITS[:2000] if kind == "raw" else quote(short, safe="")
+    elif isinstance(case.body, dict):
+        name = next(iter(case.body), "requested_amount")
+        case.body[name] = RAW_MARKER if kind == "raw" else value
+        if kind == "raw":
+            encoded = json.dumps(case.body).replace(json.dumps(RAW_MARKER), value)
+            return {"json": None, "data": encoded.encode(), "headers": {"Content-Type": "application/json"}}
+    return {}
+
+
 def fuzz(document: dict[str, Any], base_url: str, known: Known) -> Outcome:
     """Run every operation of the document against `base_url` (blocking: call it in a thread)."""
     schema = schemathesis.openapi.from_dict(document)
@@ -105,13 +145,16 @@ def fuzz(document: dict[str, Any], base_url: str, known: Known) -> Outcome:
                              suppress_health_check=list(hypothesis.HealthCheck),
                              phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
         @hypothesis.given(case=cases, credential=st.sampled_from(credentials), use_known=st.booleans(),
-                          data=st.data())
-        def run(case: Any, credential: dict[str, str], use_known: bool, data: st.DataObject) -> None:
+                          hostile=st.one_of(st.none(), st.none(), hostile_values),
+                          where=st.sampled_from(["body", "query", "path"]), data=st.data())
+        def run(case: Any, credential: dict[str, str], use_known: bool, hostile: tuple[str, str] | None, where: str,
+                data: st.DataObject) -> None:
             if use_known:
                 _use_known(case, known, lambda values: data.draw(st.sampled_from(values)))
-            case.headers = {**(case.headers or {}), **credential}
+            sending = _hostile_request(case, *hostile, where) if hostile is not None else {}
+            case.headers = {**(case.headers or {}), **credential, **sending.pop("headers", {})}
             try:
-                response = case.call(base_url=base_url, session=http, timeout=CALL_TIMEOUT_SECONDS)
+                response = case.call(base_url=base_url, session=http, timeout=CALL_TIMEOUT_SECONDS, **sending)
             except requests.RequestException as exc:
                 outcome.failures.append(f"{label}: no answer ({exc})\n{case.as_curl_command()}")
                 return

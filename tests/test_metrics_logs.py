@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from paygo.logs import JsonFormatter, log_handler
 from paygo.metrics import Metrics
-from tests.conftest import Gateway
+from tests.conftest import ADMIN_KEY, Gateway
 from tests.test_vendor_api import run_cli
 
 
@@ -44,7 +44,7 @@ async def test_metrics_name_routes_by_template_and_read_gauges_at_scrape_time(gw
     status, _ = await gw.call("GET", f"/api/v1/sessions/{opened['session_code']}", token=permission["permission_token"])
     assert status == 200
     await gw.call("GET", "/no/such/page")
-    response = await gw.client.get("/metrics")
+    response = await gw.client.get("/metrics", headers={"X-API-Key": ADMIN_KEY})
     assert response.status == 200 and response.content_type == "text/plain"
     text = await response.text()
     assert opened["session_code"] not in text and permission["permission_token"] not in text
@@ -66,7 +66,8 @@ async def test_metrics_name_routes_by_template_and_read_gauges_at_scrape_time(gw
         "INSERT INTO outbox (kind, event_type, dedupe_key, target_url, payload) "
         "VALUES ('webhook', 'session.started', 'test-1', 'http://127.0.0.1:9/hook', '{}')")
     values = {(name, tuple(sorted(labels.items()))): value
-              for name, labels, value in samples(await (await gw.client.get("/metrics")).text())}
+              for name, labels, value in samples(await (await gw.client.get(
+                  "/metrics", headers={"X-API-Key": ADMIN_KEY})).text())}
     assert values[("paygo_outbox_messages", (("kind", "webhook"), ("status", "pending")))] == 1
 
 
@@ -110,7 +111,7 @@ def test_formatter_masks_anything_shaped_like_a_key() -> None:
 
 
 async def test_health_reports_schema_scheduler_and_webhooks(gw: Gateway) -> None:
-    status, body = await gw.call("GET", "/api/v1/health")
+    status, body = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert status == 200
     checks = body["checks"]
     assert checks["database"]["ok"] and checks["migrations"] == {**checks["migrations"], "ok": True, "pending": []}
@@ -125,7 +126,7 @@ async def test_health_reports_schema_scheduler_and_webhooks(gw: Gateway) -> None
         "INSERT INTO outbox (kind, event_type, dedupe_key, target_url, payload, status, created_at) VALUES "
         "('webhook', 'session.ended', 'old', 'http://127.0.0.1:9/', '{}', 'pending', now() - interval '2 hours'),"
         "('webhook', 'session.ended', 'gone', 'http://127.0.0.1:9/', '{}', 'dead', now())")
-    _, body = await gw.call("GET", "/api/v1/health")
+    _, body = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert body["checks"]["scheduler"]["ok"] is True and body["checks"]["scheduler"]["lag_seconds"] <= 1
     webhooks = body["checks"]["webhooks"]
     assert webhooks["ok"] is False and webhooks["pending"] == 1 and webhooks["dead"] == 1
@@ -138,7 +139,7 @@ async def test_ready_fails_while_migrations_are_missing(gw: Gateway) -> None:
     status, body = await gw.call("GET", "/api/v1/health/ready")
     assert status == 503 and body["error"]["code"] == "migrations_pending"
     assert "0005_operator_views.sql" in body["error"]["message"]
-    _, health = await gw.call("GET", "/api/v1/health")
+    _, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["migrations"]["pending"] == ["0005_operator_views.sql"]
 
 

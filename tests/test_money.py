@@ -6,7 +6,7 @@ import pytest
 
 from kernel.assets import ETH, USD, ZEC
 from kernel.errors import InvalidAmount
-from kernel.money import format_amount, format_hours, hours_for, owed_for, parse_amount
+from kernel.money import JsonNumber, format_amount, format_hours, hours_for, owed_for, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,8 @@ from kernel.money import format_amount, format_hours, hours_for, owed_for, parse
         (Decimal("0.1"), 10_000_000),
         ("21000000.00000000", 2_100_000_000_000_000),
         (" 1.5 ", 150_000_000),
-        ("1e-8", 1),
+        (".5", 50_000_000),
+        (JsonNumber("2.5"), 250_000_000),  # a JSON number, as the gateway decodes it: its text
     ],
 )
 def test_parse_zec(raw: object, units: int) -> None:
@@ -38,10 +39,25 @@ def test_point_one_plus_point_two_is_exact() -> None:
         ("0.000000001", "8 decimals"),
         ("0", "greater than zero"),
         ("-1", "greater than zero"),
-        ("NaN", "finite"),
-        ("Infinity", "finite"),
-        ("ten", "not a decimal"),
-        ("", "decimal number"),
+        ("NaN", "plain decimal"),
+        ("Infinity", "plain decimal"),
+        ("ten", "plain decimal"),
+        ("", "plain decimal"),
+        # one grammar: ASCII digits and one optional point, nothing a Decimal or int() would also take
+        ("1e3", "plain decimal"),
+        ("1e-8", "plain decimal"),
+        ("1e999999999", "plain decimal"),  # was a decimal overflow (500)
+        ("1e-999999999", "plain decimal"),  # was 0 after rounding, past "> 0", then a database CHECK (500)
+        (JsonNumber("1E+3"), "plain decimal"),
+        ("1_000", "plain decimal"),
+        ("\u0661\u0662", "plain decimal"),  # Arabic-Indic digits
+        ("\uff11\uff12", "plain decimal"),  # full-width digits
+        ("1.2.3", "plain decimal"),
+        ("+1", "plain decimal"),
+        ("5.", "plain decimal"),
+        ("9" * 5000, "at most 100 characters"),  # checked before any conversion
+        (JsonNumber("9" * 5000), "at most 100 characters"),
+        (JsonNumber("-0.5"), "greater than zero"),
         (True, "decimal number"),
         (None, "decimal number"),
         ([1], "decimal number"),

@@ -11,13 +11,13 @@ import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import aiohttp
 import pytest
 
+from billing.delivery import deliver_due
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.webhooks import verify_signature
-from billing.delivery import deliver_due
 from tests.conftest import Gateway
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
@@ -25,9 +25,11 @@ POLICY = RetryPolicy(max_attempts=4, base_seconds=30, cap_seconds=90)
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def http() -> AsyncIterator[WebhookSender]:
+    """What the delivery job sends with; the receivers of these tests listen on 127.0.0.1."""
+    sender = WebhookSender(allow_private=True)
+    yield sender
+    await sender.close()
 
 
 def receiver_checks_signature(secret: str, header: str, body: bytes, now: int) -> bool:
@@ -47,13 +49,13 @@ async def _queued_reminder(gw: Gateway, url: str) -> tuple[dict, datetime]:
     return permission, now
 
 
-async def _deliver(gw: Gateway, http: aiohttp.ClientSession, now: datetime):
+async def _deliver(gw: Gateway, http: WebhookSender, now: datetime):
     return await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
                              timeout_seconds=2)
 
 
 async def test_retried_with_backoff_then_delivered_and_signed(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                              http: aiohttp.ClientSession) -> None:
+                                                              http: WebhookSender) -> None:
     gw = signing_gw
     webhook_receiver.failures = 2
     permission, t0 = await _queued_reminder(gw, webhook_receiver.url)
@@ -97,7 +99,7 @@ async def test_retried_with_backoff_then_delivered_and_signed(signing_gw: Gatewa
 
 async def test_dead_after_the_last_attempt_with_the_backoff_capped(signing_gw: Gateway,
                                                                    webhook_receiver: WebhookReceiver,
-                                                                   http: aiohttp.ClientSession) -> None:
+                                                                   http: WebhookSender) -> None:
     webhook_receiver.failures, webhook_receiver.fail_status = 100, 503
     _, now = await _queued_reminder(signing_gw, webhook_receiver.url)
     waits = []
@@ -115,7 +117,7 @@ async def test_dead_after_the_last_attempt_with_the_backoff_capped(signing_gw: G
 
 
 async def test_an_unreachable_receiver_is_an_error_without_status(signing_gw: Gateway,
-                                                                  http: aiohttp.ClientSession) -> None:
+                                                                  http: WebhookSender) -> None:
     _, now = await _queued_reminder(signing_gw, "http://127.0.0.1:9/nothing-listens-here")
     assert (await _deliver(signing_gw, http, now)).retrying == 1
     row = await signing_gw.db.fetchrow("SELECT * FROM outbox")
@@ -123,7 +125,7 @@ async def test_an_unreachable_receiver_is_an_error_without_status(signing_gw: Ga
 
 
 async def test_concurrent_deliverers_send_each_message_once(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                            http: aiohttp.ClientSession) -> None:
+                                                            http: WebhookSender) -> None:
     permissions = [await signing_gw.funded_permission("1", "1", notify_url=webhook_receiver.url) for _ in range(3)]
     expires_at = max([await signing_gw.db.fetchval("SELECT expires_at FROM permissions WHERE id = $1",
                                                    p["permission_id"]) for p in permissions])
@@ -137,7 +139,7 @@ async def test_concurrent_deliverers_send_each_message_once(signing_gw: Gateway,
 
 
 async def test_without_a_signing_key_nothing_is_sent(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                     http: aiohttp.ClientSession) -> None:
+                                                     http: WebhookSender) -> None:
     _, now = await _queued_reminder(signing_gw, webhook_receiver.url)
     summary = await deliver_due(signing_gw.database, http, signing_key=None, policy=POLICY, now=now, timeout_seconds=2)
     assert summary.claimed == 0 and webhook_receiver.received == []

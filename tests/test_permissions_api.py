@@ -3,7 +3,9 @@ reorged), addresses, authentication and Idempotency-Key — against the Zcash st
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
+
 import pytest
 
 from billing.ledger import recompute_balances
@@ -290,7 +292,7 @@ async def test_vendor_keys_are_stored_hashed(gw: Gateway) -> None:
 
 async def test_idempotency_key_replays_the_first_answer(gw: Gateway) -> None:
     body = {"user_wallet_address": new_wallet(), "requested_amount": "1", "rate_per_hour": "1"}
-    headers = {"Idempotency-Key": "create-1"}
+    headers = {"Idempotency-Key": "create-1-" + secrets.token_hex(16)}  # anonymous: at least 32 characters
     first = await gw.call("POST", "/api/v1/zcash/permissions", json=body, headers=headers)
     again = await gw.call("POST", "/api/v1/zcash/permissions", json=body, headers=headers)
     assert first[0] == again[0] == 201 and first[1] == again[1]
@@ -299,9 +301,9 @@ async def test_idempotency_key_replays_the_first_answer(gw: Gateway) -> None:
                                     json={**body, "requested_amount": "2"})
     assert status == 422 and refused["error"]["code"] == "idempotency_key_reused"
     failing = await gw.call("POST", "/api/v1/zcash/permissions", json={**body, "requested_amount": "0"},
-                            headers={"Idempotency-Key": "bad-1"})
+                            headers={"Idempotency-Key": "bad-1-" + "k" * 32})
     replay = await gw.call("POST", "/api/v1/zcash/permissions", json={**body, "requested_amount": "0"},
-                           headers={"Idempotency-Key": "bad-1"})
+                           headers={"Idempotency-Key": "bad-1-" + "k" * 32})
     assert failing == replay and failing[0] == 422
 
 

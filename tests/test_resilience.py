@@ -18,7 +18,7 @@ from gateway.keys import REDIS
 from paygo.embedded import start_private_postgres
 from paygo.settings import Settings
 from regtest.zcash_node import start_zcash_regtest
-from tests.conftest import MIN_CONFIRMATIONS, RPC_USER, Gateway, gateway_env, new_wallet
+from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, RPC_USER, Gateway, gateway_env, new_wallet
 
 
 async def test_seed_flow_against_zallet_and_zebrad(make_gateway: Callable[..., Any]) -> None:
@@ -39,7 +39,7 @@ async def test_seed_flow_against_zallet_and_zebrad(make_gateway: Callable[..., A
         await gw.backdate_session(opened["session_id"], 1800)
         status, ended = await gw.end_session(opened["session_code"])
         assert ended["amount"] == "1.25000000" and ended["status"] == "confirmed"
-        status, health = await gw.call("GET", "/api/v1/health")
+        status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
         assert health["checks"]["zcash"]["reachable"] is True
         assert await recompute_balances(gw.db) == []
     finally:
@@ -64,7 +64,7 @@ async def test_database_down_is_503_and_readiness_recovers(
         await server.stop()
         ready = await client.get("/api/v1/health/ready")
         assert ready.status == 503 and int(ready.headers["Retry-After"]) > 0
-        health = await client.get("/api/v1/health")
+        health = await client.get("/api/v1/health", headers={"X-API-Key": ADMIN_KEY})
         assert health.status == 503 and (await health.json())["checks"]["database"]["ok"] is False
         for method, path, kwargs in [
             ("POST", "/api/v1/zcash/permissions", {"json": body}),
@@ -103,7 +103,7 @@ async def test_gateway_works_with_redis_down_or_absent(
     assert status == 200 and shown["status"] == "active"
     status, ended = await gw.end_session(opened["session_code"])
     assert status == 200
-    status, health = await gw.call("GET", "/api/v1/health")
+    status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["redis"]["ok"] is (redis_url is None)
 
 
@@ -126,10 +126,10 @@ async def test_health_degrades_when_the_billing_tick_is_three_intervals_late(gw:
     await gw.db.execute(
         "INSERT INTO job_runs (job_name, last_started_at, last_succeeded_at, runs) "
         "VALUES ('billing_tick', now(), now() - make_interval(secs => $1), 1)", 2 * interval)
-    status, health = await gw.call("GET", "/api/v1/health")
+    status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["scheduler"]["ok"] is True and health["checks"]["scheduler"]["lag_seconds"] >= 2 * interval
     await gw.db.execute("UPDATE job_runs SET last_succeeded_at = now() - make_interval(secs => $1)", 3 * interval + 5)
-    status, health = await gw.call("GET", "/api/v1/health")
+    status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert status == 200 and health["status"] == "degraded"
     assert health["checks"]["scheduler"]["ok"] is False
     assert health["checks"]["scheduler"]["max_lag_seconds"] == 3 * interval

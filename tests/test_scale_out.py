@@ -15,7 +15,7 @@ import asyncpg
 
 from paygo.embedded import EmbeddedPgBouncer
 from regtest.zcash_node import RunningNode
-from tests.conftest import Gateway
+from tests.conftest import ADMIN_KEY, Gateway
 from tests.services import ReplicatedDatabase
 
 
@@ -87,7 +87,7 @@ async def test_vendor_reads_come_from_the_replica_and_fall_back_to_the_primary(
         assert await replica.fetchval("SELECT pg_is_in_recovery()")
         vendor = await gw.create_vendor()
         key = vendor["api_key"]
-        status, health = await gw.call("GET", "/api/v1/health")
+        status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
         assert health["checks"]["read_replica"]["ok"] and health["checks"]["read_replica"]["reads_from"] == "replica"
         assert health["checks"]["read_replica"]["in_recovery"] is True
 
@@ -118,12 +118,12 @@ async def test_vendor_reads_come_from_the_replica_and_fall_back_to_the_primary(
         status, listed = await gw.call("GET", "/api/v1/vendor/sessions", api_key=key)
         assert status == 200 and listed["sessions"][0]["status"] == "ended"
         assert (await gw.call("GET", "/api/v1/vendor/charges/summary", api_key=key))[0] == 200
-        status, health = await gw.call("GET", "/api/v1/health")
+        status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
         assert status == 200 and health["status"] == "degraded"
         assert health["checks"]["read_replica"] == {"ok": False, "reads_from": "primary",
                                                     "error": health["checks"]["read_replica"]["error"]}
         assert health["checks"]["database"]["ok"]
-        metrics = await (await gw.client.get("/metrics")).text()
+        metrics = await (await gw.client.get("/metrics", headers={"X-API-Key": ADMIN_KEY})).text()
         assert "paygo_database_up 1.0" in metrics and "paygo_active_sessions 0.0" in metrics
     finally:
         await primary.close()

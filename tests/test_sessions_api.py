@@ -100,7 +100,8 @@ async def test_fifty_concurrent_ends_never_overdraw(gw: Gateway, vendor: dict) -
     permission = await gw.funded_permission("1", "1")  # 1 ZEC; each session will owe 0.1 ZEC
     opened = await asyncio.gather(*(gw.open_session(permission, vendor["vendor_id"]) for _ in range(50)))
     assert {status for status, _ in opened} == {201}
-    await gw.db.execute("UPDATE sessions SET started_at = started_at - interval '360 seconds' WHERE permission_id = $1",
+    # all started exactly 360 s ago (so each owes 0.1 ZEC however long opening the fifty took)
+    await gw.db.execute("UPDATE sessions SET started_at = now() - interval '360 seconds' WHERE permission_id = $1",
                         permission["permission_id"])
     ended = await asyncio.gather(*(gw.end_session(body["session_code"]) for _, body in opened))
     assert {status for status, _ in ended} == {200}
@@ -116,7 +117,7 @@ async def test_fifty_concurrent_ends_never_overdraw(gw: Gateway, vendor: dict) -
 async def test_fifty_concurrent_opens_and_ends_mixed(gw: Gateway, vendor: dict) -> None:
     permission = await gw.funded_permission("2", "1")
     first = await asyncio.gather(*(gw.open_session(permission, vendor["vendor_id"]) for _ in range(25)))
-    await gw.db.execute("UPDATE sessions SET started_at = started_at - interval '720 seconds' WHERE permission_id = $1",
+    await gw.db.execute("UPDATE sessions SET started_at = now() - interval '720 seconds' WHERE permission_id = $1",
                         permission["permission_id"])
     results = await asyncio.gather(
         *(gw.end_session(body["session_code"]) for _, body in first),

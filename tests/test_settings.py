@@ -16,6 +16,8 @@ from paygo.settings import (
     EthereumSettings,
     NotificationSettings,
     OperationsSettings,
+    PerimeterSettings,
+    RetentionSettings,
     SchedulerSettings,
     ServingSettings,
     Settings,
@@ -28,8 +30,8 @@ SERVICE_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 USDC_CONTRACT = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 ETHEREUM = {"ETH_RPC_URL": "http://127.0.0.1:8545", "ETH_CHAIN_ID": "31337", "ETH_SERVICE_ADDRESS": SERVICE_ADDRESS}
 CARD = {"STRIPE_SECRET_KEY": "sk_test_not-a-real-key", "STRIPE_WEBHOOK_SECRET": "whsec_not-a-real-secret"}
-GROUPS = (Settings, ZcashSettings, SchedulerSettings, NotificationSettings, OperationsSettings, DatabaseSettings,
-          ServingSettings, EthereumSettings, CardSettings)
+GROUPS = (Settings, ZcashSettings, SchedulerSettings, NotificationSettings, OperationsSettings, PerimeterSettings,
+          RetentionSettings, DatabaseSettings, ServingSettings, EthereumSettings, CardSettings)
 
 
 def refusal(env: dict[str, str]) -> str:
@@ -83,8 +85,38 @@ def test_migrations_connect_directly_when_told() -> None:
     assert (settings.database.statement_cache_size, settings.serving.workers) == (0, 4)
 
 
-def test_zcash_network_defaults_to_main_with_a_wallet() -> None:
-    assert Settings.from_env({"ZCASH_RPC_URL": "http://127.0.0.1:8232"}).zcash.network is ZcashNetwork.MAIN
+def test_perimeter_and_retention_defaults_are_the_readmes() -> None:
+    settings = Settings.from_env({})
+    perimeter, retention = settings.perimeter, settings.retention
+    assert (perimeter.rate_limit_anonymous, perimeter.rate_limit_create) == ("120/minute", "20/minute;300/hour")
+    assert perimeter.trusted_proxies == () and perimeter.metrics_token is None
+    assert (perimeter.max_streams_per_permission, perimeter.max_streams) == (4, 500)
+    assert (perimeter.http_idle_timeout_seconds, perimeter.http_body_timeout_seconds) == (30, 10)
+    assert (perimeter.redis_breaker_failures, perimeter.redis_breaker_cooldown_seconds) == (3, 30)
+    assert (retention.outbox_retention_days, retention.unpaid_permission_grace_days,
+            retention.prune_interval_seconds) == (30, 30, 3600)
+    assert settings.notifications.allow_private_webhook_targets is False
+    card = Settings.from_env({**CARD, "CARD_REDIRECT_HOSTS": " Shop.Example , pay.example "}).card
+    assert card is not None and card.redirect_hosts == ("shop.example", "pay.example")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RATE_LIMIT_CREATE": "lots"}, "RATE_LIMIT_CREATE must be rate limits such as 10/minute"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8, proxy"}, "TRUSTED_PROXIES must be a comma-separated list of IP"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 24 characters long"),
+        ({"UNPAID_PERMISSION_GRACE_DAYS": "6"}, "UNPAID_PERMISSION_GRACE_DAYS must be a whole number ≥ 7"),
+        ({**CARD, "CARD_REDIRECT_HOSTS": "shop.example/path"}, "CARD_REDIRECT_HOSTS must be a comma-separated list"),
+    ],
+)
+def test_perimeter_rules_refuse_naming_the_variable(env: dict[str, str], message: str) -> None:
+    assert message in refusal(env)
+    assert "short" not in refusal({"METRICS_TOKEN": "short"})
+
+
+def test_zcash_network_follows_the_node_with_a_wallet() -> None:
+    assert Settings.from_env({"ZCASH_RPC_URL": "http://127.0.0.1:8232"}).zcash.network is None  # asked at start-up
     assert Settings.from_env({"ZCASH_NETWORK": " TEST "}).zcash.network is ZcashNetwork.TEST
 
 
@@ -241,7 +273,8 @@ def test_secrets_stay_out_of_repr() -> None:
         "ADMIN_API_KEY": "sekrit-admin-key-0123456789", "WEBHOOK_SIGNING_KEY": "sekrit-webhook-key-0123456789abcdef",
         "DATABASE_URL": "postgresql://paygo:sekrit@db/paygo", "REDIS_URL": "redis://:sekrit@cache:6379/0",
         "ZCASH_RPC_URL": "http://user:sekrit@zcash:8232", "ZCASH_NODE_RPC_URL": "http://user:sekrit@zebra:8232",
-        "ZCASH_RPC_PASSWORD": "sekrit-zcash", "DATABASE_DIRECT_URL": "postgresql://paygo:sekrit@db-direct/paygo",
+        "ZCASH_RPC_PASSWORD": "sekrit-zcash", "METRICS_TOKEN": "sekrit-metrics-token-0123456789",
+        "DATABASE_DIRECT_URL": "postgresql://paygo:sekrit@db-direct/paygo",
         "DATABASE_READ_URL": "postgresql://paygo:sekrit@replica/paygo",
     })
     assert "sekrit" not in repr(settings) and "sekrit" not in str(settings)

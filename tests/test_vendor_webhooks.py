@@ -14,15 +14,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from billing.charging import billing_tick
-from billing.direct_charges import allocate_direct_charge_addresses
+from billing.delivery import DeliverySummary, deliver_due
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.webhooks import vendor_secret
-from billing.delivery import DeliverySummary, deliver_due
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
 from tests.webhook_fixtures import WEBHOOK_SIGNING_KEY, WebhookReceiver
 
@@ -32,9 +31,11 @@ DELIVERIES = "/api/v1/vendor/webhooks/deliveries"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def http() -> AsyncIterator[WebhookSender]:
+    """What the delivery job sends with; the receivers of these tests listen on 127.0.0.1."""
+    sender = WebhookSender(allow_private=True)
+    yield sender
+    await sender.close()
 
 
 async def _vendor_with_webhook(gw: Gateway, url: str, name: str = "hooked", grace: int = 0) -> dict[str, Any]:
@@ -56,7 +57,7 @@ async def _events(gw: Gateway, event_type: str | None = None) -> list[dict[str, 
     return [dict(row) for row in rows]
 
 
-async def _deliver(gw: Gateway, http: aiohttp.ClientSession, now: datetime, *,
+async def _deliver(gw: Gateway, http: WebhookSender, now: datetime, *,
                    timeout_seconds: float = 2) -> DeliverySummary:
     return await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=POLICY, now=now,
                              timeout_seconds=timeout_seconds)
@@ -208,7 +209,7 @@ async def test_a_paid_direct_charge_is_announced_once(signing_gw: Gateway) -> No
 # --- delivery ---------------------------------------------------------------------------------------------------
 
 async def test_delivered_signed_with_the_documented_recipe(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                           http: aiohttp.ClientSession) -> None:
+                                                           http: WebhookSender) -> None:
     gw = signing_gw
     vendor = await _vendor_with_webhook(gw, webhook_receiver.url)
     permission = await gw.funded_permission("10", "2.5")
@@ -229,7 +230,7 @@ async def test_delivered_signed_with_the_documented_recipe(signing_gw: Gateway, 
 
 
 async def test_retries_back_off_and_every_attempt_is_logged(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                            http: aiohttp.ClientSession) -> None:
+                                                            http: WebhookSender) -> None:
     gw = signing_gw
     webhook_receiver.failures = 2
     vendor = await _vendor_with_webhook(gw, webhook_receiver.url)
@@ -255,7 +256,7 @@ async def test_retries_back_off_and_every_attempt_is_logged(signing_gw: Gateway,
 
 
 async def test_dead_after_the_last_try_then_redelivered(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                        http: aiohttp.ClientSession) -> None:
+                                                        http: WebhookSender) -> None:
     gw = signing_gw
     webhook_receiver.failures = POLICY.max_attempts
     webhook_receiver.fail_status = 503
@@ -285,7 +286,7 @@ async def test_dead_after_the_last_try_then_redelivered(signing_gw: Gateway, web
 
 
 async def test_a_vendor_sees_and_redelivers_only_its_own(signing_gw: Gateway, webhook_receiver: WebhookReceiver,
-                                                         http: aiohttp.ClientSession) -> None:
+                                                         http: WebhookSender) -> None:
     gw = signing_gw
     first = await _vendor_with_webhook(gw, webhook_receiver.url, name="first")
     second = await _vendor_with_webhook(gw, webhook_receiver.url, name="second")
@@ -338,7 +339,7 @@ async def silent_receiver(aiohttp_server: Callable[..., Any]) -> AsyncIterator[t
 
 
 async def test_a_silent_receiver_does_not_delay_the_billing_tick(
-        signing_gw: Gateway, silent_receiver: tuple[str, asyncio.Event], http: aiohttp.ClientSession) -> None:
+        signing_gw: Gateway, silent_receiver: tuple[str, asyncio.Event], http: WebhookSender) -> None:
     gw = signing_gw
     url, arrived = silent_receiver
     vendor = await _vendor_with_webhook(gw, url)

@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing.secrets import secret_hash
 from chains.zcash_address import ZcashNetwork, encode_transparent
+from tests.conftest import ADMIN_KEY
 from tests.test_cli import PAYGO, clean_env, free_port
 
-JOBS = {"billing_tick", "hard_stop", "expiry", "payment_watcher", "reminders", "outbox_delivery"}
+JOBS = {"billing_tick", "hard_stop", "expiry", "payment_watcher", "reminders", "outbox_delivery", "prune"}
 HOUR = "3600"  # every job runs once, at start, during the test
 
 
@@ -89,8 +90,8 @@ async def refused(port: int) -> bool:
 async def test_two_workers_share_the_port_run_the_scheduler_once_count_metrics_together_and_drain(
         database_dsn: str) -> None:
     port = free_port()
-    env = clean_env(DATABASE_URL=database_dsn, BILLING_INTERVAL_SECONDS=HOUR, EXPIRY_INTERVAL_SECONDS=HOUR,
-                    WATCHER_INTERVAL_SECONDS=HOUR, HARD_STOP_INTERVAL_SECONDS=HOUR)
+    env = clean_env(DATABASE_URL=database_dsn, ADMIN_API_KEY=ADMIN_KEY, BILLING_INTERVAL_SECONDS=HOUR, EXPIRY_INTERVAL_SECONDS=HOUR,
+                    WATCHER_INTERVAL_SECONDS=HOUR, HARD_STOP_INTERVAL_SECONDS=HOUR, PRUNE_INTERVAL_SECONDS=HOUR)
     process = await asyncio.create_subprocess_exec(*PAYGO, "serve", "--workers", "2", "--listen", f"127.0.0.1:{port}",
                                                    env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.DEVNULL)
@@ -119,7 +120,7 @@ async def test_two_workers_share_the_port_run_the_scheduler_once_count_metrics_t
         for _ in range(20):  # a new connection each: the kernel spreads them over both workers
             async with aiohttp.ClientSession() as http, http.get(f"{base}/api/v1/health/live") as reply:
                 assert reply.status == 200
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as reply:
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics", headers={"X-API-Key": ADMIN_KEY}) as reply:
             samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                        for family in text_string_to_metric_families(await reply.text())
                        for sample in family.samples}

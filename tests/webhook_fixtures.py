@@ -54,6 +54,8 @@ async def webhook_receiver(aiohttp_server: Callable[..., Any]) -> WebhookReceive
 
 @pytest.fixture
 async def signing_gw(make_gateway: Callable[..., Any], zcash_regtest: tuple[RunningNode, str]) -> Gateway:
-    """A gateway on the Zcash stand-in with WEBHOOK_SIGNING_KEY set (so notify_url is accepted)."""
+    """A gateway on the Zcash stand-in with WEBHOOK_SIGNING_KEY set (so notify_url is accepted), allowed to deliver
+    to the tests' receivers on 127.0.0.1."""
     node, password = zcash_regtest
-    return await make_gateway(node, password, WEBHOOK_SIGNING_KEY=WEBHOOK_SIGNING_KEY)
+    return await make_gateway(node, password, WEBHOOK_SIGNING_KEY=WEBHOOK_SIGNING_KEY,
+                              ALLOW_PRIVATE_WEBHOOK_TARGETS="true")

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from paygo_client import AsyncPayGo, PayGo, RetryPolicy
+from paygo_client import AsyncPayGo, CreatedPermission, PayGo, RetryPolicy
+
+from tests.conftest import MIN_CONFIRMATIONS, Gateway, new_wallet
 
 FAST_RETRIES = RetryPolicy(max_retries=4, backoff=0.05, max_backoff=0.2)
 _DONE = object()
@@ -51,6 +53,15 @@ class Threaded:
             return await asyncio.to_thread(attribute, *args, **kwargs)
 
         return call
+
+
+async def funded(gw: Gateway, paygo: Any, amount: str = "10", rate: str = "2.5") -> CreatedPermission:
+    """A new Zcash permission, paid and active, made through `paygo` (a client from `client_for`)."""
+    created: CreatedPermission = await paygo.create_zcash_permission(new_wallet(), amount, rate)
+    await gw.pay(created.payment_address, amount)
+    await gw.mine(MIN_CONFIRMATIONS)
+    await paygo.wait_until_active(created, timeout=10, interval=0.05)
+    return created
 
 
 @pytest.fixture(params=["async", "sync"])

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 from paygo_client import AsyncPayGo
 
 from billing.delivery import deliver_due
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from regtest.zcash_node import RunningNode
 from tests.client.conftest import base_url
@@ -41,7 +41,8 @@ async def run_example(name: str, *args: str) -> tuple[int, str]:
 async def demo(make_gateway: Callable[..., Any], zcash_regtest: tuple[RunningNode, str]) -> Gateway:
     """A gateway as `make serve` runs it: one confirmation, and webhooks signed."""
     node, password = zcash_regtest
-    return await make_gateway(node, password, ZCASH_MIN_CONFIRMATIONS="1", WEBHOOK_SIGNING_KEY=WEBHOOK_SIGNING_KEY)
+    return await make_gateway(node, password, ZCASH_MIN_CONFIRMATIONS="1", WEBHOOK_SIGNING_KEY=WEBHOOK_SIGNING_KEY,
+                              ALLOW_PRIVATE_WEBHOOK_TARGETS="true")
 
 
 @pytest.fixture
@@ -68,9 +69,12 @@ def _free_port() -> int:
 
 
 async def _deliver(gw: Gateway, now: datetime) -> None:
-    async with aiohttp.ClientSession() as http:
-        await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, now=now, timeout_seconds=2,
+    sender = WebhookSender(allow_private=True)  # the receivers of these tests listen on 127.0.0.1
+    try:
+        await deliver_due(gw.database, sender, signing_key=WEBHOOK_SIGNING_KEY, now=now, timeout_seconds=2,
                           policy=RetryPolicy(max_attempts=3, base_seconds=30, cap_seconds=90))
+    finally:
+        await sender.close()
 
 
 async def test_webhook_receiver_verifies_and_drops_duplicates(demo: Gateway, operator: AsyncPayGo) -> None:

@@ -18,19 +18,10 @@ from paygo_client.models import CreatedPermission, Permission, Session, VendorSe
 from billing.charging import billing_tick
 from billing.events import publish_session_updates
 from gateway.keys import REDIS
+from tests.client.conftest import funded
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway, new_transparent_wallet, new_wallet
 from tests.ethereum_fixtures import ETH_MIN_CONFIRMATIONS, ONE_ETH, EthGateway
 from tests.stripe_fixtures import CardGateway
-
-Client = Any  # AsyncPayGo, or PayGo behind tests.client.conftest.Threaded
-
-
-async def _funded(gw: Gateway, paygo: Client, amount: str = "10", rate: str = "2.5") -> CreatedPermission:
-    created = await paygo.create_zcash_permission(new_wallet(), amount, rate)
-    await gw.pay(created.payment_address, amount)
-    await gw.mine(MIN_CONFIRMATIONS)
-    await paygo.wait_until_active(created, timeout=10, interval=0.05)
-    return created
 
 
 async def test_zcash_round_with_the_live_balance(gw: Gateway, client_for: Any, request: pytest.FixtureRequest) -> None:
@@ -194,7 +185,7 @@ async def test_vendor_paging_csv_and_summary(gw: Gateway, client_for: Any) -> No
     created_vendor = await operator.create_vendor("pager")
     vendor = client_for(gw.client, vendor_key=created_vendor.api_key)
     user = client_for(gw.client)
-    permission = await _funded(gw, user)
+    permission = await funded(gw, user)
     opened = []
     for seconds in (180, 120, 60):
         session = await user.open_session(permission.user_wallet_address, created_vendor.vendor_id,

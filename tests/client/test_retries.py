@@ -1,8 +1,8 @@
 """Retries: a dropped connection is retried with the same Idempotency-Key and the gateway applies the call once; a
 live stream that drops is reopened; 429 and 503 are retried honouring Retry-After; the API version is checked.
 
-The 429 and 503 answers come from a minimal local aiohttp server until the gateway has rate limits of its own:
-those tests are marked `rate_limit_stand_in`, to be pointed at the real gateway then.
+Scripted 429 and 503 answers come from a minimal local aiohttp server (exact Retry-After values and exhausted retries);
+`test_the_gateways_own_rate_limit_is_honoured` shows the same against the real gateway's rate limits.
 """
 
 from __future__ import annotations
@@ -194,3 +194,25 @@ async def test_the_real_gateway_speaks_this_clients_version(gw: Gateway, client_
         warnings.simplefilter("always")
         await client_for(gw.client).health_live()
     assert not [w for w in caught if issubclass(w.category, APIVersionWarning)]
+
+
+async def test_the_gateways_own_rate_limit_is_honoured(make_gateway: Callable[..., Any],
+                                                        zcash_regtest: tuple[Any, str], client_for: Any) -> None:
+    """Against the real gateway with a low creation limit: a burst gets 429 with Retry-After; the client waits
+    for it and retries with the same key, so exactly one permission is created per call; with no retries left it
+    raises RateLimited carrying Retry-After."""
+    node, password = zcash_regtest
+    gw = await make_gateway(node, password, RATE_LIMIT_CREATE="2/second")
+    patient = client_for(gw.client)
+    wallet = new_wallet()
+    started = time.monotonic()
+    created = [await patient.create_zcash_permission(wallet, "1", "1") for _ in range(3)]
+    assert time.monotonic() - started >= 0.5  # the third waited for the window to pass
+    assert len({c.permission_id for c in created}) == 3
+    assert await gw.db.fetchval("SELECT count(*) FROM permissions") == 3
+
+    impatient = client_for(gw.client, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(errors.RateLimited) as limited:
+        for _ in range(3):
+            await impatient.create_zcash_permission(wallet, "1", "1")
+    assert limited.value.code == "rate_limited" and limited.value.retry_after is not None

@@ -9,11 +9,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 from paygo_client import WebhookVerificationError, errors, verify_webhook
 
 from billing.delivery import deliver_due
+from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.webhooks import sign
@@ -25,9 +25,12 @@ SECRET = "whsec_" + "ab" * 32
 
 
 async def _deliver(gw: Gateway, now: datetime) -> None:
-    async with aiohttp.ClientSession() as http:
-        await deliver_due(gw.database, http, signing_key=WEBHOOK_SIGNING_KEY, policy=OUTBOX_POLICY, now=now,
+    sender = WebhookSender(allow_private=True)  # the receivers of these tests listen on 127.0.0.1
+    try:
+        await deliver_due(gw.database, sender, signing_key=WEBHOOK_SIGNING_KEY, policy=OUTBOX_POLICY, now=now,
                           timeout_seconds=2)
+    finally:
+        await sender.close()
 
 
 async def test_real_deliveries_verify_and_can_be_redelivered(signing_gw: Gateway, webhook_receiver: WebhookReceiver,

@@ -27,7 +27,9 @@ from pydantic import BaseModel, ValidationError
 from paygo_client._http import Auth, new_idempotency_key
 from paygo_client.errors import UnexpectedResponse
 from paygo_client.models import (
+    AuditTrail,
     ChargesSummary,
+    Checkout,
     CreatedPermission,
     CreatedVendor,
     Delivery,
@@ -37,15 +39,19 @@ from paygo_client.models import (
     FundingSource,
     Health,
     OpenedSession,
+    OperatorOverview,
+    OperatorTimeseries,
     Permission,
     Refund,
     RevokedVendorKeys,
     RotatedVendorKey,
     Session,
     Status,
+    VendorAccount,
     VendorKeys,
     VendorSessionDetail,
     VendorSessionPage,
+    Wallet,
     WebhookSetting,
     ZcashBalance,
 )
@@ -292,6 +298,19 @@ def ethereum_balance(address: str, *, asset: str = "ETH",
                 params=_query(asset=asset, rate_per_hour=rate))
 
 
+@operations("GET /api/v1/checkout/{permission_id}")
+def get_checkout(permission_id: str) -> Call[Checkout]:
+    """What paying the permission needs (amount, address, payment URI) and how far its payment got (`phase`,
+    payments and their confirmations); public, no credential: a payer's app can show it."""
+    return Call("GET", f"/api/v1/checkout/{_segment(permission_id)}", _model(Checkout))
+
+
+@operations("GET /api/v1/wallet")
+def get_wallet(*, token: str | None = None) -> Call[Wallet]:
+    """The token's permission with its open sessions and its latest balance changes (the permission's token)."""
+    return Call("GET", "/api/v1/wallet", _model(Wallet), auth=Auth.PERMISSION_TOKEN, token=token)
+
+
 # --- sessions ------------------------------------------------------------------------------------------------------
 
 @operations("POST /api/v1/sessions")
@@ -384,6 +403,22 @@ def redeliver_webhook(delivery_id: str, *, idempotency_key: str | None = None) -
                  auth=Auth.VENDOR_KEY, idempotency_key=idempotency_key)
 
 
+@operations("GET /api/v1/vendor/account")
+def get_vendor_account() -> Call[VendorAccount]:
+    """The calling vendor: its name, webhook URL and its keys' prefixes and dates (vendor key)."""
+    return Call("GET", "/api/v1/vendor/account", _model(VendorAccount), auth=Auth.VENDOR_KEY)
+
+
+@operations("POST /api/v1/vendor/keys/rotate")
+def rotate_own_vendor_key(*, overlap_seconds: int | None = None,
+                          idempotency_key: str | None = None) -> Call[RotatedVendorKey]:
+    """A new key for the calling vendor, shown once; the key that calls and its other live keys keep working for
+    `overlap_seconds` (default: the gateway's setting), so servers can switch without an outage. The client keeps
+    sending its own key: build a new client with the new one (vendor key)."""
+    return _post("/api/v1/vendor/keys/rotate", _model(RotatedVendorKey), auth=Auth.VENDOR_KEY,
+                 idempotency_key=idempotency_key, body=_body(overlap_seconds=overlap_seconds))
+
+
 # --- operator ------------------------------------------------------------------------------------------------------
 
 @operations("POST /api/v1/admin/vendors")
@@ -436,12 +471,36 @@ def redeliver_any_webhook(delivery_id: str, *, idempotency_key: str | None = Non
                  auth=Auth.OPERATOR_KEY, idempotency_key=idempotency_key)
 
 
+@operations("GET /api/v1/admin/overview")
+def operator_overview() -> Call[OperatorOverview]:
+    """Active sessions and permissions, what awaits payment or confirmation, the webhook backlog and the scheduler's
+    jobs (operator key)."""
+    return Call("GET", "/api/v1/admin/overview", _model(OperatorOverview), auth=Auth.OPERATOR_KEY)
+
+
+@operations("GET /api/v1/admin/timeseries")
+def operator_timeseries(*, days: int | None = None) -> Call[OperatorTimeseries]:
+    """Active sessions per hour and net revenue per vendor per UTC day over the last `days` days, today included
+    (1 to 90; default 7) (operator key)."""
+    return Call("GET", "/api/v1/admin/timeseries", _model(OperatorTimeseries), auth=Auth.OPERATOR_KEY,
+                params=_query(days=days))
+
+
+@operations("GET /api/v1/admin/permissions/{permission_id}/audit")
+def get_permission_audit(permission_id: str) -> Call[AuditTrail]:
+    """The audit trail of one permission: every change of its status and balance and every ledger entry, oldest
+    first (operator key)."""
+    return Call("GET", f"/api/v1/admin/permissions/{_segment(permission_id)}/audit", _model(AuditTrail),
+                auth=Auth.OPERATOR_KEY)
+
+
 # --- operations ----------------------------------------------------------------------------------------------------
 
 @operations("GET /api/v1/health")
 def health() -> Call[Health]:
-    """Every dependency's check; `status` is ok, degraded or down (a down report is an answer, not an error)."""
-    return Call("GET", "/api/v1/health", _model(Health), answers=frozenset({503}))
+    """Every dependency's check; `status` is ok, degraded or down (a down report is an answer, not an error).
+    Detailed health is the operator's (operator key)."""
+    return Call("GET", "/api/v1/health", _model(Health), auth=Auth.OPERATOR_KEY, answers=frozenset({503}))
 
 
 @operations("GET /api/v1/health/live")
@@ -459,8 +518,8 @@ def health_ready() -> Call[bool]:
 
 @operations("GET /metrics")
 def metrics() -> Call[str]:
-    """The Prometheus metrics, as text."""
-    return Call("GET", "/metrics", _text)
+    """The Prometheus metrics, as text (operator key)."""
+    return Call("GET", "/metrics", _text, auth=Auth.OPERATOR_KEY)
 
 
 @operations("GET /api/v1/openapi.json")

@@ -77,8 +77,11 @@ class Permission(Model):
     renewal_due: bool = False
     projected_run_out_at: datetime | None = None
     reminders: list[Reminder] = []
-    # card permissions only
+    # where a payer pays: the gateway's checkout page (card: Stripe's Checkout page), and the ZIP-321 or EIP-681 URI
+    # for a wallet or a QR code (what is still missing, or a top-up of any amount once funded; None for card)
     checkout_url: str | None = None
+    payment_uri: str | None = None
+    # card permissions only
     unfunded_reason: str | None = None
     refunded_amount: Decimal | None = None
     debt_amount: Decimal | None = None
@@ -126,6 +129,86 @@ class Refund(Model):
     refund_status: str
     stripe_refund_id: str | None
     stripe_status: str | None
+
+
+# --- checkout and the wallet view ----------------------------------------------------------------------------------
+
+class CheckoutPayment(Model):
+    """A payment to the permission as the checkout shows it: `seen`, `credited`, `late` or `orphaned`."""
+
+    txid: str
+    amount: Decimal
+    confirmations: int
+    status: str
+
+
+class Checkout(Model):
+    """What paying a permission needs and how far the payment got; public (no token, no balance, no payer but the
+    Ethereum wallet that must pay). `phase`: `waiting` → `seen` (0 confirmations) → `confirming` → `active`, or
+    `partial` (less than the amount arrived), `expired`, `exhausted`, `suspended`, `closed`. `payment_qr_url` is a
+    path on the gateway (an SVG of `payment_uri`)."""
+
+    permission_id: str
+    funding_source: FundingSource
+    asset: str
+    status: str
+    phase: str
+    amount_to_pay: Decimal
+    amount_received: Decimal
+    amount_credited: Decimal
+    amount_missing: Decimal
+    amount_overpaid: Decimal
+    amount_late: Decimal
+    orphaned_payments: int
+    confirmations_required: int
+    confirmations_seen: int | None
+    payments: list[CheckoutPayment]
+    rate_per_hour: Decimal
+    max_streaming_hours: Decimal
+    payment_address: str | None
+    payer_wallet: str | None
+    payment_uri: str | None
+    payment_qr_url: str | None
+    card_checkout_url: str | None
+    unfunded_reason: str | None
+    payment_due_at: datetime | None
+    payment_window_seconds: int | None
+    expires_at: datetime
+    server_time: datetime
+
+
+class OpenSession(Model):
+    session_id: str
+    vendor_id: str
+    vendor_name: str
+    started_at: datetime
+    rate_per_hour: Decimal
+    charged_amount: Decimal
+
+
+class LedgerEntry(Model):
+    """One balance change of a permission (`funding`, `charge`, `refund`, `adjustment`, `reversal`): funding is
+    positive, a charge negative; `balance_after` is the permission's balance after it."""
+
+    id: int
+    kind: str
+    amount: Decimal
+    balance_after: Decimal
+    session_id: str | None
+    memo: str | None
+    created_at: datetime
+
+
+class Wallet(Model):
+    """The token's permission with its open sessions and its latest 100 ledger entries, newest first (a running
+    session's charges reach the ledger when they settle). `payment_qr_url` is a path on the gateway (an SVG of
+    `permission.payment_uri`)."""
+
+    permission: Permission
+    open_sessions: list[OpenSession]
+    ledger: list[LedgerEntry]
+    payment_qr_url: str | None
+    server_time: datetime
 
 
 # --- sessions ------------------------------------------------------------------------------------------------------
@@ -302,6 +385,15 @@ class VendorKeys(Model):
     keys: list[VendorKey]
 
 
+class VendorAccount(Model):
+    """The calling vendor; its keys' prefixes and dates (never the keys), newest first."""
+
+    vendor_id: str
+    name: str
+    webhook_url: str | None
+    keys: list[VendorKey]
+
+
 class WebhookSetting(Model):
     """The vendor's webhook; `secret` verifies its deliveries (`verify_webhook`)."""
 
@@ -310,6 +402,115 @@ class WebhookSetting(Model):
     secret: str | None
     signature_header: str
     events: list[str]
+
+
+class AwaitingPermission(Model):
+    permission_id: str
+    funding_source: FundingSource
+    asset: str
+    amount_to_pay: Decimal
+    amount_received: Decimal
+    created_at: datetime
+    payment_due_at: datetime | None
+
+
+class PendingPayment(Model):
+    """A payment seen on a funding source and not credited yet (`permission_id` None: it matched none)."""
+
+    permission_id: str | None
+    funding_source: FundingSource
+    asset: str
+    txid: str
+    output_index: int
+    amount: Decimal
+    confirmations: int
+    first_seen_at: datetime
+
+
+class WebhookBacklog(Model):
+    """Outbox messages not delivered, per kind, event type and status (`pending` or `dead`)."""
+
+    kind: str
+    event_type: str | None
+    status: str
+    messages: int
+    retried: int
+    max_attempts: int
+    oldest_age_seconds: int | None
+    next_attempt_at: datetime | None
+
+
+class Job(Model):
+    """A scheduler job's last run; `seconds_since_success` is the scheduler's lag."""
+
+    job_name: str
+    last_succeeded_at: datetime | None
+    seconds_since_success: int | None
+    last_duration_ms: int | None
+    runs: int
+    failing: bool
+    last_error: str | None
+
+
+class OperatorOverview(Model):
+    """What runs and what waits: counts, the newest 50 permissions awaiting payment, the oldest 50 payments not
+    credited yet, the webhook backlog and the scheduler's jobs."""
+
+    active_sessions: int
+    active_permissions: int
+    permissions_awaiting_payment: int
+    awaiting: list[AwaitingPermission]
+    pending_payments: list[PendingPayment]
+    webhook_backlog: list[WebhookBacklog]
+    jobs: list[Job]
+
+
+class ActiveSessionsPoint(Model):
+    """Sessions active at some time during the hour that starts at `hour` (UTC)."""
+
+    hour: datetime
+    sessions: int
+
+
+class RevenuePoint(Model):
+    """A vendor's net revenue on one UTC day in one asset: charges minus reversals of its sessions."""
+
+    day: date
+    vendor_id: str
+    vendor_name: str
+    asset: str
+    amount: Decimal
+
+
+class OperatorTimeseries(Model):
+    """Over the last `days` days (today included): active sessions per hour, oldest first, and revenue per vendor
+    per day."""
+
+    days: int
+    active_sessions: list[ActiveSessionsPoint]
+    revenue: list[RevenuePoint]
+
+
+class PermissionChange(Model):
+    """One change of a permission's status or balance (`created`, `status_changed`, `balance_changed`, ...)."""
+
+    action: str
+    old_status: str | None
+    new_status: str
+    old_balance: Decimal | None
+    new_balance: Decimal
+    created_at: datetime
+
+
+class AuditTrail(Model):
+    """Every change of one permission and every ledger entry, oldest first."""
+
+    permission_id: str
+    funding_source: FundingSource
+    asset: str
+    status: str
+    changes: list[PermissionChange]
+    ledger: list[LedgerEntry]
 
 
 class HealthCheck(Model):
