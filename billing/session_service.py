@@ -1,4 +1,10 @@
-"""Streaming sessions as the gateway asks for them: open, end (with the final charge), read."""
+"""Streaming sessions as the gateway asks for them: open, end (with the final charge), read.
+
+Each is one database round trip in the common case, authentication included: the token or the session code goes
+into the one statement that does the work (billing/sessions.py). A second trip is made only when the caller spelt
+the wallet otherwise than the permission stored it (its funding source normalises it, then the open runs again), or
+when a session left some of its charge to a direct charge (its payment address is read, and made first if needed).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,13 @@ from datetime import datetime
 from uuid import UUID
 
 from billing.direct_charges import DirectCharge, allocate_direct_charge_addresses, direct_charge_of_session
-from billing.permissions import Permission, TokenHolder, get_permission
-from billing.sessions import OpenedSession, Session, end_session, open_session, session_by_code
+from billing.permissions import Permission
+from billing.secrets import secret_hash
+from billing.sessions import OpenedSession, Session, SessionRead, WalletDiffers, end_session, open_session, read_session
 from billing.sources import FundingSources
 from billing.unit_of_work import Database
 from kernel.assets import Asset
-from kernel.errors import Forbidden, NotFound
+from kernel.errors import Forbidden, NotFound, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,36 +38,55 @@ class SessionService:
         self.db = db
         self.sources = sources
 
-    async def open(self, holder: TokenHolder, user_wallet_address: str, vendor_id: UUID) -> OpenedSession:
-        """Open a session on the token's permission; the wallet must be the permission's (normalised by its source)."""
-        wallet = self.sources.source(holder.funding_source).validate_address(user_wallet_address)
-        async with self.db.transaction() as work:
-            opened = await open_session(work.conn, holder.permission_id, user_wallet_address=wallet,
-                                        vendor_id=vendor_id)
-            work.changed(permissions=[holder.permission_id], sessions=[opened.session.id])
+    async def open(self, token: str, user_wallet_address: str, vendor_id: UUID) -> OpenedSession:
+        """Open a session on the token's permission (401 for a token that opens none); the wallet must be the
+        permission's, as its funding source spells it."""
+        opened = await self._open(token, user_wallet_address, vendor_id)
+        if isinstance(opened, WalletDiffers):
+            wallet = self.sources.source(opened.funding_source).validate_address(user_wallet_address)
+            if wallet == opened.wallet:  # the same wallet spelt otherwise: open with the stored spelling
+                opened = await self._open(token, wallet, vendor_id)
+        if isinstance(opened, WalletDiffers):
+            raise Forbidden("the permission token belongs to another wallet", code="wallet_mismatch")
+        return opened
+
+    async def _open(self, token: str, wallet: str, vendor_id: UUID) -> OpenedSession | WalletDiffers:
+        async with self.db.one_statement() as work:
+            opened = await open_session(work.conn, secret_hash(token), wallet, vendor_id)
+            if isinstance(opened, OpenedSession):
+                work.changed(permissions=[opened.session.permission_id], sessions=[opened.session.id])
         return opened
 
     async def end(self, session_code: str) -> SessionState:
         """End a session with its final charge; ending it again answers the same and charges nothing."""
-        async with self.db.transaction() as work:
-            session, permission = await end_session(work.conn, session_code)
+        async with self.db.one_statement() as work:
+            session, permission, now = await end_session(work.conn, session_code)
             work.changed(permissions=[permission.id], sessions=[session.id])
-        return await self._with_direct_charge(session, permission, session.ended_at or session.started_at)
+        return await self._with_direct_charge(session, permission, session.ended_at or now)
+
+    async def show(self, session_code: str, token: str, *, with_direct_charge: bool = True) -> SessionState:
+        """The session as its permission's token holder sees it: 401 for a token that opens no permission, 404 for
+        an unknown code, 403 for another permission's session."""
+        async with self.db.connection() as conn:
+            read = await read_session(conn, session_code, token)
+        if read.holder is None:
+            raise Unauthorized("the permission token is not valid", code="invalid_token")
+        return await self._state(read, read.holder, with_direct_charge)
 
     async def state(self, session_code: str, permission_id: UUID, *, with_direct_charge: bool = True) -> SessionState:
-        """The session as its permission's token holder sees it (403 for another permission's session)."""
+        """The session for a caller already known to hold `permission_id`'s token (a live stream's next read)."""
         async with self.db.connection() as conn:
-            session = await session_by_code(conn, session_code)
-            if session is None:
-                raise NotFound("no session with this session_code", code="session_not_found")
-            if session.permission_id != permission_id:
-                raise Forbidden("this session belongs to another permission", code="forbidden")
-            permission = await get_permission(conn, session.permission_id)
-            now = await conn.fetchval("SELECT now()")
-        assert permission is not None  # sessions reference permissions with a foreign key
+            read = await read_session(conn, session_code, None)
+        return await self._state(read, permission_id, with_direct_charge)
+
+    async def _state(self, read: SessionRead, permission_id: UUID, with_direct_charge: bool) -> SessionState:
+        if read.session is None or read.permission is None:
+            raise NotFound("no session with this session_code", code="session_not_found")
+        if read.session.permission_id != permission_id:
+            raise Forbidden("this session belongs to another permission", code="forbidden")
         if not with_direct_charge:
-            return SessionState(session, permission, self.sources.assets[permission.asset], now)
-        return await self._with_direct_charge(session, permission, now)
+            return SessionState(read.session, read.permission, self.sources.assets[read.permission.asset], read.now)
+        return await self._with_direct_charge(read.session, read.permission, read.now)
 
     async def _with_direct_charge(self, session: Session, permission: Permission, now: datetime) -> SessionState:
         """The state, with the session's direct charge (given its payment address first if the scheduler has not

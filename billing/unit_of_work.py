@@ -1,9 +1,10 @@
 """Transactions with one post-commit hook: what changed is announced after the commit, never by hand.
 
-Every service method that writes opens `Database.transaction()`, notes the permissions and sessions it changed
-on the yielded `Work`, and leaves the block. Only when the transaction has committed does the database run its
-`AfterCommit` listeners (the permission cache drops those permissions, live session streams are woken), so no
-caller has to remember to, and a rolled-back write announces nothing. A crash between commit and announcement
+Every service method that writes opens `Database.transaction()` (or `Database.one_statement()` when the write is one
+SQL function call), notes the permissions and sessions it changed on the yielded `Work`, and leaves the block. Only
+when the transaction has committed does the database run its `AfterCommit` listeners (the permission cache drops
+those permissions, live session streams are woken), so no caller has to remember to, and a rolled-back write
+announces nothing. A crash between commit and announcement
 costs at most the cache's short TTL and one poll of a live stream: neither is ever the source of truth.
 """
 
@@ -92,6 +93,17 @@ class Database:
             work = Work(conn)
             async with conn.transaction():
                 yield work
+        await self.after_commit.announce(work.changes)
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[Work]:
+        """A write that is one statement (a call of a SQL function that does the whole use case): PostgreSQL runs
+        it in a transaction of its own, so it costs one round trip, without BEGIN and COMMIT. The block runs that
+        one statement and notes what it changed, announced once it has returned (committed), as `transaction()`
+        does."""
+        async with self.pool.acquire() as conn:
+            work = Work(conn)
+            yield work
         await self.after_commit.announce(work.changes)
 
     @asynccontextmanager

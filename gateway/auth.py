@@ -67,12 +67,19 @@ async def _holder(request: web.Request, token: str) -> TokenHolder | None:
     return request[_HOLDER]
 
 
-async def token_holder(request: web.Request) -> TokenHolder:
-    """The permission the Bearer token belongs to (and its funding source); 401 when missing or unknown."""
+def required_token(request: web.Request) -> str:
+    """The Bearer token the request carries (401 when it carries none); whether it is valid is for the service
+    that reads with it (one round trip for both)."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("send the permission token as `Authorization: Bearer <permission_token>`",
                            code="missing_token")
+    return token
+
+
+async def token_holder(request: web.Request) -> TokenHolder:
+    """The permission the Bearer token belongs to (and its funding source); 401 when missing or unknown."""
+    token = required_token(request)
     holder = await _holder(request, token)
     if holder is None:
         raise Unauthorized("the permission token is not valid", code="invalid_token")

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from billing.db import DATABASE_DOWN_ERRORS
 from billing.events import SessionEventHub
-from gateway.auth import token_permission
+from gateway.auth import required_token
 from gateway.http import client_gone
 from gateway.keys import REDIS, SERVICES, SETTINGS
 from gateway.models import SessionView
@@ -65,9 +65,9 @@ async def session_event_hub(app: web.Application) -> AsyncIterator[None]:
 async def session_events(request: web.Request) -> web.StreamResponse:
     sessions = request.app[SERVICES].sessions
     hub = request.app[EVENT_HUB]
-    permission_id = await token_permission(request)
     code = request.match_info["session_code"]
-    state = await sessions.state(code, permission_id, with_direct_charge=False)
+    state = await sessions.show(code, required_token(request), with_direct_charge=False)
+    permission_id = state.session.permission_id
     _check_stream_caps(request, hub, permission_id)
     changed = hub.watch(state.session.id, permission_id)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

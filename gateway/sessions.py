@@ -1,10 +1,11 @@
-"""Streaming-session routes: open (permission token), end (session code), show (permission token)."""
+"""Streaming-session routes: open (permission token), end (session code), show (permission token). Each is one
+database round trip: the credential goes into the statement that does the work (billing/session_service.py)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import parse_uuid, token_holder, token_permission
+from gateway.auth import parse_uuid, required_token
 from gateway.http import json_response, read_body
 from gateway.keys import SERVICES
 from gateway.models import CreateSessionRequest, EndSessionRequest, SessionCreatedView, SessionEndView, SessionView
@@ -16,10 +17,10 @@ from gateway.views import iso, session_end_view, session_view
                     body=CreateSessionRequest, status=201, response=SessionCreatedView, errors=(402, 404, 409),
                     description="The `session_code` in the answer ends the session and reads it."))
 async def open_session(request: web.Request) -> web.Response:
-    holder = await token_holder(request)
+    token = required_token(request)
     body = await read_body(request, CreateSessionRequest)
     vendor_id = parse_uuid(body.vendor_id, "vendor")
-    opened = await request.app[SERVICES].sessions.open(holder, body.user_wallet_address, vendor_id)
+    opened = await request.app[SERVICES].sessions.open(token, body.user_wallet_address, vendor_id)
     return json_response(SessionCreatedView(session_code=opened.session_code, session_id=str(opened.session.id),
                                             status=opened.session.status, started_at=iso(opened.session.started_at)),
                          status=201)
@@ -38,8 +39,8 @@ async def end_session(request: web.Request) -> web.Response:
                     response=SessionView, errors=(403, 404),
                     path_parameters={"session_code": "The code `POST /api/v1/sessions` answered"}))
 async def show_session(request: web.Request) -> web.Response:
-    permission_id = await token_permission(request)
-    state = await request.app[SERVICES].sessions.state(request.match_info["session_code"], permission_id)
+    token = required_token(request)
+    state = await request.app[SERVICES].sessions.show(request.match_info["session_code"], token)
     return json_response(session_view(state))
 
 

@@ -13,7 +13,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from billing.events import SESSION_EVENTS_CHANNEL, decode_notice
-from billing.permissions import TokenHolder
 from billing.unit_of_work import Changes
 from kernel.errors import NotFound
 from tests.conftest import MIN_CONFIRMATIONS, Gateway
@@ -81,8 +80,8 @@ async def test_every_money_moving_method_announces_its_changes(gw: Gateway,
     assert (await services.permissions.state(permission_id)).permission.balance == 10 * 10**8  # not the cached 0
     assert await _noticed(notices, permission_id)
 
-    holder = TokenHolder(permission_id, "zcash")
-    opened = await services.sessions.open(holder, created["user_wallet_address"], UUID(vendor["vendor_id"]))
+    opened = await services.sessions.open(created["permission_token"], created["user_wallet_address"],
+                                          UUID(vendor["vendor_id"]))
     changes = announced.take()
     assert permission_id in changes.permission_ids and opened.session.id in changes.session_ids
 
