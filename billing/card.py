@@ -301,22 +301,21 @@ _HANDLERS: dict[str, EventHandler] = {
 }
 
 
+# A card permission's details ($1: the permission); also read as part of its whole state (one statement).
+CARD_DETAILS = """
+SELECT c.unfunded_reason, coalesce(c.refund_covered, 0) AS refunded_amount, coalesce(c.debt, 0) AS debt_amount,
+       s.disputed_at, r.status AS refund_status
+  FROM permissions p
+  LEFT JOIN card_permissions c ON c.permission_id = p.id
+  LEFT JOIN payments pay ON pay.permission_id = p.id AND pay.funding_source = 'card'
+  LEFT JOIN stripe_charges s ON s.payment_intent = pay.txid
+  LEFT JOIN card_refunds r ON r.permission_id = p.id
+ WHERE p.id = $1
+"""
+
+
 async def card_details(conn: asyncpg.Connection, permission_id: UUID) -> CardDetails:
-    row = await conn.fetchrow(
-        """
-        SELECT c.unfunded_reason, coalesce(c.refund_covered, 0) AS refunded, coalesce(c.debt, 0) AS debt,
-               s.disputed_at, r.status AS refund_status
-          FROM permissions p
-          LEFT JOIN card_permissions c ON c.permission_id = p.id
-          LEFT JOIN payments pay ON pay.permission_id = p.id AND pay.funding_source = 'card'
-          LEFT JOIN stripe_charges s ON s.payment_intent = pay.txid
-          LEFT JOIN card_refunds r ON r.permission_id = p.id
-         WHERE p.id = $1
-        """,
-        permission_id,
-    )
-    return CardDetails(unfunded_reason=row["unfunded_reason"], refunded_amount=row["refunded"],
-                       debt_amount=row["debt"], disputed_at=row["disputed_at"], refund_status=row["refund_status"])
+    return CardDetails(**dict(await conn.fetchrow(CARD_DETAILS, permission_id)))
 
 
 async def record_refund_submitted(conn: asyncpg.Connection, permission_id: UUID,

@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from pydantic import TypeAdapter
 
 from billing.cache import PermissionCache
-from billing.card import CardDetails, card_details
+from billing.card import CARD_DETAILS, CardDetails
 from billing.checkout import PaymentRequest, payment_request
 from billing.eip712 import (
     MAX_UINT64,
@@ -27,26 +27,25 @@ from billing.eip712 import (
     record_authorization,
 )
 from billing.permissions import (
+    PAYMENTS_OF,
     NewPermission,
     PaymentRow,
     PaymentStatus,
     Permission,
     TokenHolder,
     apply_payments,
-    get_permission,
     holder_of_token,
     insert_permission,
     latest_permission_for_wallet,
     payments_claimed_elsewhere,
-    payments_of,
 )
-from billing.reminders import OpenSession, ReminderPolicy, SentReminder, open_sessions_of, reminders_of, renewal_due
+from billing.reminders import OPEN_SESSIONS_OF, REMINDERS_OF, OpenSession, ReminderPolicy, SentReminder, renewal_due
 from billing.secrets import new_permission_token, secret_hash
 from billing.sources import FundingSources
 from billing.unit_of_work import Database
 from billing.webhooks import permission_secret, validate_notify_url
 from kernel.assets import Asset
-from kernel.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from kernel.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
 from kernel.funding import FundingRequest, PaymentTarget, WalletBalance
 from kernel.money import parse_amount
 
@@ -131,6 +130,23 @@ class PermissionPolicy:
 
 
 _CACHED_STATE = TypeAdapter(PermissionState)
+
+# A permission's whole state in one statement — its row, payments, reminders, open sessions and (card) details, each
+# selected as its own module reads it ($1: the permission) — and the permission a token hash opens ($2, or NULL):
+# one round trip for a token holder's read. Collections come as JSON, read into their dataclasses below.
+_STATE = f"""
+SELECT (SELECT id FROM permissions WHERE token_hash = $2) AS holder, now() AS now, to_jsonb(p) AS permission,
+       (SELECT coalesce(jsonb_agg(x), '[]') FROM ({PAYMENTS_OF}) x) AS payments,
+       (SELECT coalesce(jsonb_agg(x), '[]') FROM ({REMINDERS_OF}) x) AS reminders,
+       (SELECT coalesce(jsonb_agg(x), '[]') FROM ({OPEN_SESSIONS_OF}) x) AS open_sessions,
+       CASE WHEN p.funding_source = 'card' THEN (SELECT to_jsonb(x) FROM ({CARD_DETAILS}) x) END AS card
+  FROM (SELECT 1) AS one LEFT JOIN permissions p ON p.id = $1
+"""
+_PERMISSION = TypeAdapter(Permission)
+_PAYMENTS = TypeAdapter(list[PaymentRow])
+_REMINDERS = TypeAdapter(list[SentReminder])
+_OPEN_SESSIONS = TypeAdapter(list[OpenSession])
+_CARD = TypeAdapter(CardDetails)
 
 
 class PermissionService:
@@ -252,8 +268,25 @@ class PermissionService:
         """The permission's state (from the cache when fresh); 404 when it is not `funding_source`'s."""
         state = await self._cached(permission_id)
         if state is None:
-            state = await self._read(permission_id)
+            _, state = await self._read(permission_id, None)
+            if state is None:
+                raise NotFound("permission not found", code="permission_not_found")
             await self.cache.put(permission_id, _CACHED_STATE.dump_json(state))
+        return self._shown(state, funding_source)
+
+    async def state_for_token(self, permission_id: UUID, token: str, funding_source: str) -> PermissionState:
+        """The permission's state for the holder of its token, read with the token's check in one round trip: 401
+        for a token that opens no permission, 403 for another permission's token, 404 when it is not
+        `funding_source`'s. (No cache: the token needs the database anyway.)"""
+        holder, state = await self._read(permission_id, token)
+        if holder is None:
+            raise Unauthorized("the permission token is not valid", code="invalid_token")
+        if holder != permission_id or state is None:
+            raise Forbidden("the permission token does not grant access to this permission", code="forbidden")
+        return self._shown(state, funding_source)
+
+    def _shown(self, state: PermissionState, funding_source: str | None) -> PermissionState:
+        """The state with what is computed on every read; 404 when it is not `funding_source`'s."""
         if funding_source is not None and state.permission.funding_source != funding_source:
             raise NotFound(f"this permission is funded by {state.permission.funding_source}, not {funding_source}",
                            code="permission_not_found")
@@ -266,17 +299,20 @@ class PermissionService:
             return None
         return replace(_CACHED_STATE.validate_json(raw), now=datetime.now(UTC))
 
-    async def _read(self, permission_id: UUID) -> PermissionState:
+    async def _read(self, permission_id: UUID, token: str | None) -> tuple[UUID | None, PermissionState | None]:
+        """Which permission `token` opens (None for no token or an invalid one), and the permission's whole state
+        (None when it does not exist), in one statement."""
         async with self.db.connection() as conn:
-            permission = await get_permission(conn, permission_id)
-            if permission is None:
-                raise NotFound("permission not found", code="permission_not_found")
-            return PermissionState(
-                permission, await payments_of(conn, permission_id), await conn.fetchval("SELECT now()"),
-                await reminders_of(conn, permission_id), await open_sessions_of(conn, permission_id),
-                await card_details(conn, permission_id) if permission.funding_source == "card" else None,
-                confirmations_required=self.sources.confirmations_required(permission.funding_source),
-            )
+            row = await conn.fetchrow(_STATE, permission_id, secret_hash(token) if token is not None else None)
+        if row["permission"] is None:
+            return row["holder"], None
+        permission = _PERMISSION.validate_python(row["permission"])
+        return row["holder"], PermissionState(
+            permission, _PAYMENTS.validate_python(row["payments"]), row["now"],
+            _REMINDERS.validate_python(row["reminders"]), _OPEN_SESSIONS.validate_python(row["open_sessions"]),
+            _CARD.validate_python(row["card"]) if row["card"] is not None else None,
+            confirmations_required=self.sources.confirmations_required(permission.funding_source),
+        )
 
     async def wallet_permission_id(self, funding_source: str, address: str) -> UUID:
         """The wallet's permission that matters most (the operator's view): its newest active one, else newest."""

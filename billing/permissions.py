@@ -182,14 +182,15 @@ class PaymentRow:
     first_seen_at: datetime
 
 
+# A permission's payments ($1: the permission), oldest first; also read as part of its whole state (one statement).
+PAYMENTS_OF = """
+SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at
+  FROM payments WHERE permission_id = $1 ORDER BY first_seen_at, txid, output_index
+"""
+
+
 async def payments_of(conn: asyncpg.Connection, permission_id: UUID) -> list[PaymentRow]:
-    records = await conn.fetch(
-        """
-        SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at
-          FROM payments WHERE permission_id = $1 ORDER BY first_seen_at, txid, output_index
-        """,
-        permission_id,
-    )
+    records = await conn.fetch(PAYMENTS_OF, permission_id)
     return [PaymentRow(**{**dict(r), "status": PaymentStatus(r["status"])}) for r in records]
 
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
-
-import asyncpg
 
 from billing.permissions import Permission, PermissionStatus
 from billing.unit_of_work import Database
@@ -108,29 +105,19 @@ async def enqueue_due_reminders(db: Database, *, policy: ReminderPolicy, now: da
     return len(records)
 
 
-async def reminders_of(conn: asyncpg.Connection, permission_id: UUID) -> list[SentReminder]:
-    records = await conn.fetch(
-        """
-        SELECT r.kind, r.created_at AS queued_at, coalesce(o.status, r.delivery_status, 'pending') AS delivery_status,
-               coalesce(o.delivered_at, r.delivered_at) AS delivered_at
-          FROM permission_reminders r LEFT JOIN outbox o ON o.id = r.outbox_id  -- kept on r once o is pruned
-         WHERE r.permission_id = $1
-         ORDER BY r.created_at, r.kind
-        """,
-        permission_id,
-    )
-    return [SentReminder(**dict(record)) for record in records]
-
-
-async def open_sessions_of(conn: asyncpg.Connection, permission_id: UUID) -> list[OpenSession]:
-    records = await conn.fetch(
-        """
-        SELECT started_at, rate_per_hour, charged_amount, uncovered_amount
-          FROM sessions WHERE permission_id = $1 AND status = 'active'
-        """,
-        permission_id,
-    )
-    return [OpenSession(**dict(record)) for record in records]
+# A permission's reminders and its open sessions ($1: the permission), as its state shows them (read with the rest
+# of the state in one statement: billing/permission_service.py).
+REMINDERS_OF = """
+SELECT r.kind, r.created_at AS queued_at, coalesce(o.status, r.delivery_status, 'pending') AS delivery_status,
+       coalesce(o.delivered_at, r.delivered_at) AS delivered_at
+  FROM permission_reminders r LEFT JOIN outbox o ON o.id = r.outbox_id  -- kept on r once o is pruned
+ WHERE r.permission_id = $1
+ ORDER BY r.created_at, r.kind
+"""
+OPEN_SESSIONS_OF = """
+SELECT started_at, rate_per_hour, charged_amount, uncovered_amount
+  FROM sessions WHERE permission_id = $1 AND status = 'active'
+"""
 
 
 def renewal_due(permission: Permission, now: datetime, policy: ReminderPolicy) -> bool:

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from billing.permission_service import PermissionState
-from gateway.auth import is_operator, parse_uuid, require_permission_access, token_permission
+from gateway.auth import is_operator, parse_uuid, required_token, token_permission
 from gateway.faces import checkout_url
 from gateway.http import json_response, read_body
 from gateway.keys import SERVICES
@@ -46,10 +46,13 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         return json_response(answer, status=201)
 
     async def accessible_state(request: web.Request) -> PermissionState:
-        """The permission named in the path, for its token holder or the operator, if it is this source's."""
+        """The permission named in the path, for its token holder (one round trip with the token's check) or the
+        operator, if it is this source's."""
         permission_id = parse_uuid(request.match_info["id"], "permission")
-        await require_permission_access(request, permission_id)
-        return await request.app[SERVICES].permissions.state(permission_id, funding_source)
+        permissions = request.app[SERVICES].permissions
+        if is_operator(request):
+            return await permissions.state(permission_id, funding_source)
+        return await permissions.state_for_token(permission_id, required_token(request), funding_source)
 
     @describe(Operation(summary=f"Show a {funding_source} permission", tag=tag, auth=holder,
                         response=(PermissionView, *extra), errors=(403, 404),
