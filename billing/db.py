@@ -90,7 +90,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, statem
     at start-up does not stop the gateway)."""
     try:
         return await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30,
+            dsn, min_size=min(min_size, max_size), max_size=max_size, init=init_connection, command_timeout=30,
             connection_class=PooledConnection, statement_cache_size=statement_cache_size, timeout=connect_timeout,
         )
     except DATABASE_DOWN_ERRORS as exc:
