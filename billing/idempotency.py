@@ -113,41 +113,44 @@ def unseal(claim: IdempotencyClaim, sealed: bytes) -> str | None:
 
 async def claim(conn: asyncpg.Connection, claimed: IdempotencyClaim) -> StoredAnswer | None:
     """Claim the key for this request; returns a stored answer to replay, or None when the caller should run.
-    A record older than KEY_TTL is taken over as if it did not exist."""
+    A record older than KEY_TTL is taken over as if it did not exist. One statement: it claims, or reads the record
+    that holds the key (as of before the statement: one claimed by a request still running since then reads as in
+    progress)."""
     row = await conn.fetchrow(
         """
-        INSERT INTO idempotency_keys (scope, key_id, request_hash, locked_until)
-        VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-        ON CONFLICT (scope, key_id) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until, status_code = NULL,
-               response = NULL, created_at = now()
-         WHERE idempotency_keys.created_at <= now() - $5::interval
-            OR (idempotency_keys.status_code IS NULL AND idempotency_keys.locked_until < now()
-                AND idempotency_keys.request_hash = EXCLUDED.request_hash)
-        RETURNING 1
+        WITH claimed AS (
+            INSERT INTO idempotency_keys (scope, key_id, request_hash, locked_until)
+            VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+            ON CONFLICT (scope, key_id) DO UPDATE
+               SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until, status_code = NULL,
+                   response = NULL, created_at = now()
+             WHERE idempotency_keys.created_at <= now() - $5::interval
+                OR (idempotency_keys.status_code IS NULL AND idempotency_keys.locked_until < now()
+                    AND idempotency_keys.request_hash = EXCLUDED.request_hash)
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, k.request_hash, k.status_code, k.response
+          FROM (SELECT 1) AS one
+          LEFT JOIN idempotency_keys k ON k.scope = $1 AND k.key_id = $2
         """,
         claimed.scope, claimed.key_id, claimed.request_hash, LEASE_SECONDS, KEY_TTL,
     )
-    if row is not None:
+    if row["claimed"]:
         return None  # newly claimed, expired, or an abandoned claim taken over
-    existing = await conn.fetchrow(
-        "SELECT request_hash, status_code, response FROM idempotency_keys WHERE scope = $1 AND key_id = $2",
-        claimed.scope, claimed.key_id,
-    )
-    if existing is None:  # pruned between the two statements: the next try claims it
+    if row["request_hash"] is None:  # claimed by a request that started after this statement's snapshot
         raise Conflict("a request with this Idempotency-Key is still being processed",
                        code="idempotency_key_in_progress")
-    if not hmac.compare_digest(existing["request_hash"], claimed.request_hash):
+    if not hmac.compare_digest(row["request_hash"], claimed.request_hash):
         raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
                              code="idempotency_key_reused")
-    if existing["status_code"] is None:
+    if row["status_code"] is None:
         raise Conflict("a request with this Idempotency-Key is still being processed",
                        code="idempotency_key_in_progress")
-    body = unseal(claimed, existing["response"])
+    body = unseal(claimed, row["response"])
     if body is None:
         raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
                              code="idempotency_key_reused")
-    return StoredAnswer(existing["status_code"], body)
+    return StoredAnswer(row["status_code"], body)
 
 
 async def complete(conn: asyncpg.Connection, claimed: IdempotencyClaim, status_code: int, body: str) -> None:
@@ -174,15 +177,16 @@ class IdempotencyService:
     async def claim(self, route: str, caller: Caller, key: str,
                     request: bytes) -> tuple[IdempotencyClaim, StoredAnswer | None]:
         """Derive the claim (422 for a malformed or, anonymously, too short key), then claim it: the stored answer
-        to replay, or None when the request should run (and be `complete`d or `release`d)."""
+        to replay, or None when the request should run (and be `complete`d or `release`d). Each of the three is one
+        statement, so one round trip (no BEGIN and COMMIT)."""
         claimed = derive_claim(route, caller, key, request)
-        async with self.db.transaction() as work:
+        async with self.db.one_statement() as work:
             return claimed, await claim(work.conn, claimed)
 
     async def complete(self, claimed: IdempotencyClaim, status_code: int, body: str) -> None:
-        async with self.db.transaction() as work:
+        async with self.db.one_statement() as work:
             await complete(work.conn, claimed, status_code, body)
 
     async def release(self, claimed: IdempotencyClaim) -> None:
-        async with self.db.transaction() as work:
+        async with self.db.one_statement() as work:
             await release(work.conn, claimed)
