@@ -16,6 +16,7 @@ from kernel.funding import (
     ReadsCardEvents,
     ReadsWalletBalance,
     RefundsPayments,
+    ScansPayments,
     SignsSpendAuthorizations,
 )
 
@@ -36,6 +37,8 @@ class FundingSources:
             name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
         self.card_events: dict[str, ReadsCardEvents] = {
             name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
+        self.scanners: dict[str, ScansPayments] = {
+            name: source for name, source in self.all.items() if isinstance(source, ScansPayments)}
 
     def source(self, name: str) -> FundingSource:
         source = self.all.get(name)
