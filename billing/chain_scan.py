@@ -172,12 +172,11 @@ async def _owners_by_address(conn: asyncpg.Connection, funding_source: str, new:
 
 async def _assign_by_payer(db: Database, funding_source: str, new: Sequence[ReceivedPayment], *,
                            now: datetime) -> list[tuple[UUID | None, UUID | None]]:
-    """Record each new payment for the permission the rule picks, in chain order, in one transaction."""
+    """Record each new payment for the permission the rule picks, in one transaction, in the order the scan found
+    them (chain order)."""
     if not new:
         return []
-    ordered = sorted(range(len(new)), key=lambda i: (new[i].payment.block_height or 0, new[i].payment.txid,
-                                                     new[i].payment.output_index))
-    owners: list[tuple[UUID | None, UUID | None]] = [(None, None)] * len(new)
+    owners: list[tuple[UUID | None, UUID | None]] = []
     async with db.transaction() as work:
         await work.conn.execute(
             """
@@ -188,8 +187,7 @@ async def _assign_by_payer(db: Database, funding_source: str, new: Sequence[Rece
             """,
             funding_source, [received.payer for received in new], [received.asset for received in new],
         )
-        for index in ordered:
-            received = new[index]
+        for received in new:
             payment = received.payment
             permission_id = await work.conn.fetchval(
                 """
@@ -215,6 +213,6 @@ async def _assign_by_payer(db: Database, funding_source: str, new: Sequence[Rece
                 payment.confirmations, payment.block_height, payment.block_hash, payment.memo, received.payer,
                 now - LATE_PAYMENT_LOOKBACK,
             )
-            owners[index] = (permission_id, None)
+            owners.append((permission_id, None))
         work.changed(permissions=[owner for owner, _ in owners if owner is not None])
     return owners

@@ -274,9 +274,9 @@ class ScanWindow:
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
-    """What one scan found: every payment received since the cursor and every known payment still there (each
-    with its current confirmations; a known payment left out is gone), the cursor to store once they are applied,
-    and whether blocks remain for the next pass (a pass reads a bounded number of blocks)."""
+    """What one scan found: every payment received since the cursor, in chain order, and every known payment
+    still there (each with its current confirmations; a known payment left out is gone), the cursor to store once
+    they are applied, and whether blocks remain for the next pass (a pass reads a bounded number of blocks)."""
 
     payments: tuple[ReceivedPayment, ...]
     cursor: ScanCursor
