@@ -301,8 +301,8 @@ async def apply_payment_reports(
             """
             UPDATE payments q SET status = 'late', updated_at = now()
               FROM permissions p
-             WHERE p.id = ANY($1::uuid[]) AND q.permission_id = p.id AND q.status = 'seen'
-               AND q.confirmations >= $2 AND NOT (p.status = ANY($3::text[]) AND p.expires_at > now())
+             WHERE q.permission_id = ANY($1::uuid[]) AND q.status = 'seen' AND q.confirmations >= $2
+               AND p.id = q.permission_id AND NOT (p.status = ANY($3::text[]) AND p.expires_at > now())
             """,
             ids, depth, creditable,
         )
@@ -310,7 +310,7 @@ async def apply_payment_reports(
             """
             SELECT q.id, q.permission_id, p.accrued_amount > 0 AS accrued
               FROM payments q JOIN permissions p ON p.id = q.permission_id
-             WHERE p.id = ANY($1::uuid[]) AND q.status = 'seen' AND q.confirmations >= $2
+             WHERE q.permission_id = ANY($1::uuid[]) AND q.status = 'seen' AND q.confirmations >= $2
                AND p.status = ANY($3::text[]) AND p.expires_at > now()
             """,
             ids, depth, creditable,
@@ -320,15 +320,6 @@ async def apply_payment_reports(
         credited = [row["id"] for row in due]
         if credited:
             await _post_funding_entries(conn, credited)
-        await conn.execute(
-            """
-            UPDATE permissions
-               SET status = 'active', activated_at = coalesce(activated_at, now()), updated_at = now()
-             WHERE id = ANY($1::uuid[]) AND expires_at > now() AND balance > 0
-               AND ((status = 'pending_payment' AND funded_amount >= approved_amount) OR status = 'exhausted')
-            """,
-            ids,
-        )
         await refresh_stop_instants(conn, ids)  # more money (or a revived permission) runs longer
         if credited:
             await enqueue_payment_confirmed(conn, credited)
@@ -339,7 +330,8 @@ async def apply_payment_reports(
 async def _post_funding_entries(conn: asyncpg.Connection, payment_ids: Sequence[int]) -> None:
     """Credit these deep-enough payments: one `funding` ledger entry each, in id order per permission, with the
     balance after it; the balance and funded amount grow by the same total (`post_entry`'s arithmetic, for many
-    entries in one statement). The permissions' accruals are settled already."""
+    entries in one statement), and a permission this funds (pending, now paid in full) or revives (exhausted)
+    becomes active in the same row update. The permissions' accruals are settled already."""
     await conn.execute(
         """
         WITH due AS (
@@ -350,7 +342,15 @@ async def _post_funding_entries(conn: asyncpg.Connection, payment_ids: Sequence[
             SELECT permission_id, sum(amount) AS amount FROM due GROUP BY permission_id
         ), funded AS (
             UPDATE permissions p
-               SET balance = p.balance + t.amount, funded_amount = p.funded_amount + t.amount, updated_at = now()
+               SET balance = p.balance + t.amount, funded_amount = p.funded_amount + t.amount, updated_at = now(),
+                   status = CASE WHEN p.expires_at > now()
+                                      AND ((p.status = 'pending_payment'
+                                            AND p.funded_amount + t.amount >= p.approved_amount)
+                                           OR p.status = 'exhausted')
+                                 THEN 'active' ELSE p.status END,
+                   activated_at = CASE WHEN p.expires_at > now() AND p.status = 'pending_payment'
+                                            AND p.funded_amount + t.amount >= p.approved_amount
+                                       THEN coalesce(p.activated_at, now()) ELSE p.activated_at END
               FROM totals t WHERE p.id = t.permission_id
             RETURNING p.id, p.balance + p.accrued_amount - t.amount AS settled_before
         ), credited AS (
