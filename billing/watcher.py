@@ -27,7 +27,6 @@ payment received stay pending until their own expiry (the expiry job's business)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -74,18 +73,18 @@ class _PermissionTarget:
     has_payments: bool
 
 
-async def expire_unpaid_permissions(db: Database, *, now: datetime, funding_sources: Sequence[str]) -> list[UUID]:
+async def expire_unpaid_permissions(db: Database, *, now: datetime) -> list[UUID]:
     """Pending permissions past their payment window that received nothing (no payment seen or credited)."""
     async with db.transaction() as work:
         records = await work.conn.fetch(
             """
             UPDATE permissions p SET status = 'expired', updated_at = $1
-             WHERE p.status = 'pending_payment' AND p.funding_source = ANY($2::text[]) AND p.payment_due_at <= $1
+             WHERE p.status = 'pending_payment' AND p.payment_due_at <= $1
                AND NOT EXISTS (SELECT 1 FROM payments q
                                 WHERE q.permission_id = p.id AND q.status IN ('seen', 'credited'))
             RETURNING p.id
             """,
-            now, list(funding_sources),
+            now,
         )
         expired = [record["id"] for record in records]
         work.changed(permissions=expired)
@@ -118,8 +117,7 @@ class PaymentWatcher:
                 summary.unreachable_sources.append(name)
         await self._count_waiting(summary)
         summary.direct_charges_paid += await self._settle_paid_in_full(moment)
-        summary.expired_unpaid = await expire_unpaid_permissions(self.db, now=moment,
-                                                                 funding_sources=list(self.sources.all))
+        summary.expired_unpaid = await expire_unpaid_permissions(self.db, now=moment)
         return summary
 
     # --- sources that scan -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ CREATE INDEX payments_seen ON payments (funding_source) WHERE status = 'seen';
 CREATE INDEX permissions_payment_address ON permissions (funding_source, payment_address)
     WHERE payment_address IS NOT NULL;
 
--- Permissions waiting for their first payment, per source and by the end of their payment window: counted and
--- expired every pass.
-CREATE INDEX permissions_awaiting_payment ON permissions (funding_source, payment_due_at)
+-- Permissions waiting for their first payment, by the end of their payment window (expired every pass) and with
+-- their source (counted every pass, from the index alone).
+CREATE INDEX permissions_awaiting_payment ON permissions (payment_due_at, funding_source)
     WHERE status = 'pending_payment';
