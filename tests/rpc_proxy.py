@@ -31,7 +31,7 @@ class Exchange:
 
 @dataclass
 class RecordingProxy:
-    target: str  # the node's URL, e.g. http://127.0.0.1:PORT/ (the request's path is kept)
+    target: str  # the node's server, e.g. http://127.0.0.1:PORT/ (each request's path is kept)
     failing: bool = False  # answer 503 without forwarding, as a node that is down
     exchanges: list[Exchange] = field(default_factory=list)
     _server: TestServer | None = None
