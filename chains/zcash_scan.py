@@ -3,8 +3,8 @@ permissions waiting for a payment. Billing matches what a scan reports to permis
 
 Each personality is a small strategy with two calls:
 - `tip`: the wallet's newest block and a digest of the mempool, in one request (zcashd: `getbestblockhash`,
-  `getblockcount` and `getrawmempool` batched; Zallet: `getwalletstatus`, and zebrad's `getrawmempool`). When both
-  match the cursor, nothing new can be found and the pass stops there.
+  `getblockcount` and `getrawmempool` batched; Zallet: `getwalletstatus` (its fully scanned height), and zebrad's
+  `getrawmempool`). When both match the cursor, nothing new can be found and the pass stops there.
 - `scan`: everything received from the cursor's block on (less a few blocks of overlap), mined or in the mempool.
   - zcashd: `z_listunspent [0, maxconf, true]` with `maxconf` reaching back to that block, so notes already
     settled are not read again. It lists *unspent* notes: a known payment missing from it was either spent (an
@@ -180,9 +180,16 @@ class ZalletScan:
         self.account_uuid = account_uuid
 
     async def tip(self) -> ChainTip:
+        """The newest block the wallet has fully scanned: while it catches up, its `wallet_tip` is ahead of what it
+        can list, and a cursor put there would skip what it finds later."""
         status, mempool = await asyncio.gather(self.wallet.call("getwalletstatus"), self.node.call("getrawmempool"))
         wallet_tip = status["wallet_tip"]
-        return ChainTip(BlockRef(wallet_tip["height"], wallet_tip["blockhash"]), mempool_digest(mempool))
+        scanned = status.get("fully_synced_height", wallet_tip["height"])
+        if scanned >= wallet_tip["height"]:
+            block = BlockRef(wallet_tip["height"], wallet_tip["blockhash"])
+        else:
+            block = BlockRef(scanned, await self.node.call("getblockhash", scanned))
+        return ChainTip(block, mempool_digest(mempool))
 
     async def scan(self, cursor: ScanCursor | None, tip: ChainTip, known: Sequence[KnownPayment]) -> ScanResult:
         start = scan_start(cursor, await _reorganised(self.node, cursor), known)

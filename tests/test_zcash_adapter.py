@@ -8,6 +8,7 @@ import pytest
 
 from kernel.errors import InvalidAddress, ServiceUnavailable
 from kernel.funding import FundingRequest, FundingSource, KnownPayment, PaymentTarget, ScansPayments, ScanWindow
+from chains.jsonrpc import JsonRpcClient
 from chains.zcash import ZcashFundingSource
 from chains.zcash_scan import OVERLAP_BLOCKS
 from chains.zcash_address import ZcashNetwork, decode_address, encode_transparent, encode_unified
@@ -129,6 +130,25 @@ async def test_scans_the_wallet_from_a_cursor(zcash_source: ZcashFundingSource, 
     reorganised = await zcash_source.scan(mined.cursor, await zcash_source.chain_tip(), known, None)
     assert reorganised.window == ScanWindow(0, 6)
     assert [(p.payment.txid, p.payment.confirmations) for p in reorganised.payments] == [(txid, 1)]
+
+
+async def test_zallet_is_scanned_only_as_far_as_it_has_synced() -> None:
+    node = await start_zcash_regtest(rpcuser=ZCASH_RPC_USER, rpcpassword="pw", personality="zallet")
+    source = source_for(node)
+    control = RegtestControl(node, "zallet", JsonRpcClient(node.url, user=ZCASH_RPC_USER, password="pw"),
+                             JsonRpcClient(node.node_url, user=ZCASH_RPC_USER, password="pw"))
+    try:
+        await source.prepare_funding(REQUEST)  # the wallet's account
+        hashes = await control.mine(3)
+        assert (await source.chain_tip()).block.height == 3
+        await control.set_wallet_syncing(-10)  # still scanning the newest block
+        tip = await source.chain_tip()
+        assert (tip.block.height, tip.block.hash) == (2, hashes[1])
+        assert (await source.scan(None, tip, [], None)).cursor.position == tip.block
+    finally:
+        for client in (source, control.wallet, control.chain):
+            await client.close()
+        await node.stop()
 
 
 async def test_status_of_a_reachable_node(zcash_source: ZcashFundingSource, zcash_control: RegtestControl) -> None:
