@@ -12,8 +12,9 @@ the database:
    the post-commit hook;
 4. the cursor is stored only then. A pass that fails anywhere leaves it where it was: the next pass reads the same
    window (plus what the chain added meanwhile), never more.
-Late payments need no look-back: a payment to the address of a permission that expired unpaid arrives after the
-cursor like any other, and is recorded as `late`.
+Late payments need no re-querying of expired permissions: a payment to one that expired unpaid arrives after the
+cursor like any other and is recorded as `late` (paid by address: always; paid by wallet: within
+LATE_PAYMENT_LOOKBACK of its payment window, see billing/chain_scan.py).
 
 A source that cannot scan (card checkouts) is still asked, in one batched `find_payments` call, about each
 permission waiting for it (and, when its tip changed or is unknown, those holding a payment below the threshold

@@ -2,9 +2,9 @@
 permissions waiting for a payment. Billing matches what a scan reports to permissions by address, in SQL.
 
 Each personality is a small strategy with two calls:
-- `tip`: the wallet's newest block and a digest of the mempool, in one request (zcashd: `getbestblockhash`,
-  `getblockcount` and `getrawmempool` batched; Zallet: `getwalletstatus` (its fully scanned height), and zebrad's
-  `getrawmempool`). When both match the cursor, nothing new can be found and the pass stops there.
+- `tip`: the wallet's newest block and a digest of the mempool (zcashd: `getbestblockhash`, `getblockcount` and
+  `getrawmempool` in one batched request; Zallet: `getwalletstatus` (its fully scanned height) and, at the same
+  time, zebrad's `getrawmempool`). When both match the cursor, nothing new can be found and the pass stops there.
 - `scan`: everything received from the cursor's block on (less a few blocks of overlap), mined or in the mempool.
   - zcashd: `z_listunspent [0, maxconf, true]` with `maxconf` reaching back to that block, so notes already
     settled are not read again. It lists *unspent* notes: a known payment missing from it was either spent (an
