@@ -18,6 +18,7 @@ from kernel.funding import (
     ReadsCardEvents,
     ReadsWalletBalance,
     RefundsPayments,
+    ScansPayments,
     SignsSpendAuthorizations,
 )
 
@@ -40,6 +41,8 @@ class FundingSources:
             name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
         self.card_events: dict[str, ReadsCardEvents] = {
             name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
+        self.scanners: dict[str, ScansPayments] = {
+            name: source for name, source in self.all.items() if isinstance(source, ScansPayments)}
         self.network_checkers: dict[str, ChecksNetwork] = {
             name: source for name, source in self.all.items() if isinstance(source, ChecksNetwork)}
 

@@ -1,16 +1,19 @@
-"""The Zcash funding source: per-payment shielded addresses from a zcashd or Zallet wallet, payments read back by
-address with their confirmations.
+"""The Zcash funding source: per-payment shielded addresses from a zcashd or Zallet wallet, payments read back
+with their confirmations.
 
 Two deployments are supported (see zcash.conf.example and the README):
-- zcashd (or a zcashd wallet sidecar behind zebrad): one RPC endpoint for wallet and chain; payments are read per
-  address with `z_listreceivedbyaddress`;
+- zcashd (or a zcashd wallet sidecar behind zebrad): one RPC endpoint for wallet and chain;
 - Zallet with zebrad: wallet calls go to Zallet (accounts are UUIDs; no `z_listreceivedbyaddress`), chain calls to
-  zebrad (`node_url`). Payments come from `z_listunspent`, which Zallet filters per account only, so rows are
-  matched on their `address`. It lists *unspent* outputs: a payment swept out of the wallet before it is recorded
-  is no longer seen.
+  zebrad (`node_url`).
+
+Payments are read two ways:
+- the payment watcher scans the whole wallet once per pass from a cursor (`chain_tip`, `scan`: chains/zcash_scan.py)
+  and billing matches the outputs to permissions by address;
+- an explicit verify asks about one permission's address (`find_payments`): zcashd `z_listreceivedbyaddress`;
+  Zallet `z_listunspent`, which Zallet filters per account only, so rows are matched on their `address` (it lists
+  *unspent* outputs: a payment swept out of the wallet before it is recorded is found by the watcher only).
 
 Each payment target gets a fresh Sapling-only unified address (`z_getaddressforaccount [account, ["sapling"]]`).
-Amounts are read from the integer `*Zat` fields only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,12 +35,18 @@ from chains.zcash_address import (
     encode_unified,
     validate_address,
 )
+from chains.zcash_scan import ZalletScan, ZcashdScan
 from kernel.errors import InvalidAddress, NetworkMismatch, ServiceUnavailable
 from kernel.funding import (
+    ChainTip,
     FundingInstructions,
     FundingRequest,
+    KnownPayment,
     Payment,
+    PaymentMatching,
     PaymentTarget,
+    ScanCursor,
+    ScanResult,
     SourceStatus,
     WalletBalance,
 )
@@ -63,6 +73,7 @@ class ZcashFundingSource:
     or on first contact); a configured network the node does not serve is a NetworkMismatch."""
 
     name = "zcash"
+    matching = PaymentMatching.BY_ADDRESS
 
     def __init__(
         self,
@@ -96,8 +107,9 @@ class ZcashFundingSource:
         )
         self._has_node_url = node_url is not None
         self._account_param: int | str | None = None  # what z_getaddressforaccount takes
-        self._account_uuid: str | None = None  # Zallet: to keep only this account's z_listunspent rows
+        self._account_uuid: str | None = None  # Zallet: to keep only this account's rows
         self._setup_lock = asyncio.Lock()
+        self._scanner: ZcashdScan | ZalletScan | None = None
 
     @property
     def network(self) -> ZcashNetwork:
@@ -158,6 +170,21 @@ class ZcashFundingSource:
         except RpcFailure as error:
             raise _service_error("finding payments", error) from error
         return found
+
+    async def chain_tip(self) -> ChainTip:
+        try:
+            return await (await self._scan_strategy()).tip()
+        except (RpcFailure, KeyError, TypeError) as error:
+            raise _service_error("reading the wallet's tip", _malformed(error)) from error
+
+    async def scan(self, cursor: ScanCursor | None, tip: ChainTip, known: Sequence[KnownPayment],
+                   waiting_since: datetime | None) -> ScanResult:
+        """Everything the wallet received since `cursor` (every block when None: the wallet's listing has no
+        use for `waiting_since`), and the `known` payments still there."""
+        try:
+            return await (await self._scan_strategy()).scan(cursor, tip, known)
+        except (RpcFailure, KeyError, TypeError) as error:
+            raise _service_error("scanning the wallet", _malformed(error)) from error
 
     async def status(self) -> SourceStatus:
         """Also whether the wallet still holds the account payments go to (a node restored without its wallet
@@ -255,6 +282,15 @@ class ZcashFundingSource:
             )
         await self.check_network()
         return self._personality
+
+    async def _scan_strategy(self) -> ZcashdScan | ZalletScan:
+        if self._scanner is None:
+            if await self._detect_personality() == "zallet":
+                account_uuid = str(await self._account())  # Zallet names accounts by UUID
+                self._scanner = ZalletScan(self._wallet, self._node, self.network, account_uuid)
+            else:
+                self._scanner = ZcashdScan(self._wallet, self.network)
+        return self._scanner
 
     async def _account(self) -> int | str:
         """The account parameter for z_getaddressforaccount, resolved once from the configuration."""
@@ -401,6 +437,11 @@ def _wallet_synced(wallet_status: dict[str, Any]) -> bool:
         and wallet_tip.get("height") == node_tip.get("height")
         and "sync_work_remaining" not in wallet_status
     )
+
+
+def _malformed(error: Exception) -> Exception:
+    """A reply missing a field, or with one of the wrong type, is a node failure like any other."""
+    return error if isinstance(error, RpcFailure) else RpcUnavailable(f"malformed reply: {error!r}")
 
 
 def _service_error(doing: str, error: Exception) -> ServiceUnavailable:

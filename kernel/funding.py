@@ -8,12 +8,18 @@ values; a payment carries its confirmations so billing (not the adapter) decides
 An ability only some sources have is a small Protocol of its own (`ReadsWalletBalance`, `RefundsPayments`,
 `SignsSpendAuthorizations`, `ReadsCardEvents`, `ChecksNetwork`). The wiring checks each source against them once,
 at start-up, and hands billing the abilities it found: nothing downcasts a source to its concrete class.
+
+A chain source that can list what its wallet received, wallet-wide, declares `ScansPayments`: the payment watcher
+then asks it once per pass for what changed since a cursor (which billing stores), instead of asking about every
+permission that waits for a payment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -52,9 +58,6 @@ class PaymentTarget:
     locator: str
     payer: str | None = None
     hints: tuple[str, ...] = ()
-    # Also look for payments nobody named yet, where the source cannot list them by address (the watcher asks;
-    # sources that list payments by address always report everything and ignore this).
-    discover: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,4 +209,111 @@ class ReadsCardEvents(Protocol):
 
     def payment_of_checkout(self, checkout: Mapping[str, Any]) -> Payment | None:
         """A paid checkout as the one payment it is; None until it is paid."""
+        ...
+
+
+# --- scanning a chain ----------------------------------------------------------------------------------------------
+
+class PaymentMatching(StrEnum):
+    """How the payments a scan finds are matched to what they pay: by the address they were paid to (each
+    permission and direct charge has one of its own: Zcash), or by the wallet that paid (every permission is paid to
+    one service address: Ethereum; the rule is billing's, see billing/chain_scan.py)."""
+
+    BY_ADDRESS = "address"
+    BY_PAYER = "payer"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    height: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTip:
+    """What a scan compares with its cursor to tell whether anything changed: the newest block the wallet has
+    processed, and a digest of the mempool (None for a source that does not look at the mempool)."""
+
+    block: BlockRef
+    mempool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanCursor:
+    """Where the last complete scan stopped: the newest blocks it processed, oldest first (the last one is the
+    position; the others let a reorg be found by hash), and the mempool digest it saw."""
+
+    blocks: tuple[BlockRef, ...]
+    mempool: str | None = None
+
+    @property
+    def position(self) -> BlockRef:
+        return self.blocks[-1]
+
+    def unchanged_at(self, tip: ChainTip) -> bool:
+        """Nothing new can be found: same newest block, same mempool."""
+        return tip.block == self.position and tip.mempool == self.mempool
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPayment:
+    """A payment billing recorded and still waits on (seen, not deep enough yet). Each scan reports it again,
+    with its current confirmations, for as long as it is still on chain or in the mempool."""
+
+    txid: str
+    output_index: int
+    asset: str
+    amount_units: int
+    block_height: int | None
+    block_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPayment:
+    """A payment a scan found, with what matching needs: the `address` it was paid to, or the `payer`."""
+
+    payment: Payment
+    asset: str
+    address: str | None = None
+    payer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanWindow:
+    """The blocks a scan read: from `start_height` (None: from the first block) to `end_height`."""
+
+    start_height: int | None
+    end_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What one scan found: every payment received since the cursor, in chain order, and every known payment
+    still there (each with its current confirmations; a known payment left out is gone), the cursor to store once
+    they are applied, and whether blocks remain for the next pass (a pass reads a bounded number of blocks)."""
+
+    payments: tuple[ReceivedPayment, ...]
+    cursor: ScanCursor
+    window: ScanWindow
+    caught_up: bool = True
+
+
+@runtime_checkable
+class ScansPayments(Protocol):
+    """A chain source whose wallet-wide payments can be read since a cursor, in a bounded number of calls per
+    pass whatever the number of permissions waiting. Both methods may raise `kernel.errors.ServiceUnavailable`;
+    a failed scan changes nothing, so the next one starts from the same cursor."""
+
+    name: str
+    min_confirmations: int
+    matching: PaymentMatching
+
+    async def chain_tip(self) -> ChainTip:
+        """The wallet's newest block and mempool digest: one or two cheap calls, made every pass."""
+        ...
+
+    async def scan(self, cursor: ScanCursor | None, tip: ChainTip, known: Sequence[KnownPayment],
+                   waiting_since: datetime | None) -> ScanResult:
+        """Payments since `cursor` (None: the first scan; then from the block of `waiting_since`, the creation of
+        the oldest permission still waiting, where the source can tell) and the `known` ones still there."""
         ...

@@ -252,8 +252,6 @@ class EthereumSettings(_Group):
     accepted_tokens: tuple[tuple[Token, int], ...] = Field((), alias="ETH_TOKENS")
     eth_max_amount_units: int = Field(100 * ETH.unit, alias="ETH_MAX_PERMISSION_AMOUNT")
     rpc_timeout_seconds: int = Field(10, alias="ETH_RPC_TIMEOUT_SECONDS", ge=1)
-    # how far back the payment watcher looks for payments nobody named
-    discovery_blocks: int = Field(256, alias="ETH_DISCOVERY_BLOCKS", ge=1)
 
     @property
     def tokens(self) -> tuple[Token, ...]:

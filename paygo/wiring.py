@@ -59,7 +59,6 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             rpc_url=ethereum.rpc_url, chain_id=ethereum.chain_id, service_address=ethereum.service_address,
             min_confirmations=ethereum.min_confirmations, require_finalized=ethereum.require_finalized,
             tokens=ethereum.tokens, timeout=float(ethereum.rpc_timeout_seconds),
-            discovery_blocks=ethereum.discovery_blocks,
         )
     if settings.card is not None:
         card = settings.card

@@ -14,7 +14,7 @@ from typing import Any
 
 from chains.jsonrpc import encode_json
 from regtest.zcash_chain import Chain
-from regtest.zcash_chain_rpc import parse_address
+from regtest.zcash_chain_rpc import parse_address, raw_transaction_hex
 from regtest.zcash_params import as_int, as_list, as_string, as_u32, minconf
 from regtest.zcash_types import (
     MAX_DIVERSIFIER_INDEX,
@@ -344,6 +344,46 @@ class WalletRpc:
             "expired_unmined": mined is None and self.chain.is_expired(tx),
             "outputs": outputs,
         }
+
+    def gettransaction(self, server: str, txid: Any, include_watchonly: Any = None) -> dict[str, Any]:
+        """zcashd: one wallet transaction with its depth: confirmations 0 in the mempool, -1 once it is neither in
+        the chain nor in the mempool (expired or conflicted). Amounts and `details` cover transparent value only,
+        as zcashd's do (shielded outputs are `z_viewtransaction`'s)."""
+        text = as_string(server, txid).lower()
+        tx = self.chain.transactions.get(text)
+        if tx is None or text not in self.wallet.effects:
+            raise RpcMethodError(-5, "Invalid or non-wallet transaction id")
+        mined = self.chain.mined_at(tx.txid)
+        expired = mined is None and self.chain.is_expired(tx)
+        confirmations = -1 if expired else self.chain.confirmations(tx.txid)
+        received = [
+            output for output in tx.outputs
+            if output.pool == "transparent" and (tx.txid, output.index) in self.wallet.notes
+        ]
+        spent = [
+            self.chain.transactions[spent_txid].outputs[index] for spent_txid, index in tx.spends
+        ]
+        net_zat = sum(o.value_zat for o in received) - sum(o.value_zat for o in spent if o.pool == "transparent")
+        entry: dict[str, Any] = {"amount": zec(net_zat), "amountZat": net_zat}
+        entry["status"] = "mined" if mined else "expired" if expired else "waiting"
+        entry["confirmations"] = confirmations
+        if mined is not None:
+            block = self.chain.block_at(mined[0])
+            entry.update(blockhash=block.hash, blockindex=mined[1], blocktime=block.time)
+        entry.update(
+            expiryheight=tx.expiry_height,
+            txid=tx.txid,
+            walletconflicts=[],
+            time=tx.time,
+            timereceived=tx.time,
+            details=[
+                {"address": output.address, "category": "receive", "amount": zec(output.value_zat),
+                 "amountZat": output.value_zat, "vout": output.index}
+                for output in received
+            ],
+            hex=raw_transaction_hex(tx),
+        )
+        return entry
 
     # --- sync status -----------------------------------------------------------------------------------------
 

@@ -190,7 +190,6 @@ def test_no_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatc
         ({**ETHEREUM, "ETH_MIN_CONFIRMATIONS": "0"}, "ETH_MIN_CONFIRMATIONS must be a whole number ≥ 1"),
         ({**ETHEREUM, "ETH_REQUIRE_FINALIZED": "sometimes"}, "ETH_REQUIRE_FINALIZED must be true or false"),
         ({**ETHEREUM, "ETH_MAX_PERMISSION_AMOUNT": "-1"}, "ETH_MAX_PERMISSION_AMOUNT must be greater than zero"),
-        ({**ETHEREUM, "ETH_DISCOVERY_BLOCKS": "0"}, "ETH_DISCOVERY_BLOCKS must be a whole number ≥ 1"),
         ({**ETHEREUM, "ETH_TOKENS": "USDC"}, "ETH_TOKENS entry 'USDC' must be SYMBOL:0xContract:decimals[:max_amount]"),
         ({**ETHEREUM, "ETH_TOKENS": f"USDC:{USDC_CONTRACT}:six"}, "ETH_TOKENS entry"),
         ({**ETHEREUM, "ETH_TOKENS": f"USDC:{USDC_CONTRACT}:37"}, "ETH_TOKENS entry"),
@@ -261,7 +260,7 @@ def test_optional_groups_are_off_until_their_variable_is_set() -> None:
     assert settings.ethereum is not None and settings.card is not None
     assert settings.ethereum.chain_id == 31337 and settings.ethereum.service_address == SERVICE_ADDRESS
     assert (settings.ethereum.min_confirmations, settings.ethereum.require_finalized) == (12, False)
-    assert (settings.ethereum.rpc_timeout_seconds, settings.ethereum.discovery_blocks) == (10, 256)
+    assert settings.ethereum.rpc_timeout_seconds == 10
     assert settings.ethereum.tokens == () and settings.ethereum.max_amount_units == {"ETH": 100 * 10**18}
     card = settings.card
     assert (card.secret_key, card.webhook_secret) == (CARD["STRIPE_SECRET_KEY"], CARD["STRIPE_WEBHOOK_SECRET"])
