@@ -14,8 +14,10 @@ from kernel.errors import InvalidAddress, InvalidRequest, ServiceUnavailable
 from kernel.funding import (
     FundingSource,
     ReadsCardEvents,
+    ReadsOutgoingTransfers,
     ReadsWalletBalance,
     RefundsPayments,
+    SendsRefunds,
     SignsSpendAuthorizations,
 )
 
@@ -36,6 +38,10 @@ class FundingSources:
             name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
         self.card_events: dict[str, ReadsCardEvents] = {
             name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
+        self.refund_senders: dict[str, SendsRefunds] = {
+            name: source for name, source in self.all.items() if isinstance(source, SendsRefunds)}
+        self.payout_readers: dict[str, ReadsOutgoingTransfers] = {
+            name: source for name, source in self.all.items() if isinstance(source, ReadsOutgoingTransfers)}
 
     def source(self, name: str) -> FundingSource:
         source = self.all.get(name)

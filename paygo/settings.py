@@ -127,6 +127,8 @@ class ZcashSettings(_Group):
     rpc_flavor: Annotated[Literal["auto", "zcashd", "zallet"], _LOWERCASE] = Field("auto", alias="ZCASH_RPC_FLAVOR")
     rpc_timeout_seconds: int = Field(10, alias="ZCASH_RPC_TIMEOUT_SECONDS", ge=1)
     max_amount_units: int = Field(1000 * ZEC.unit, alias="ZCASH_MAX_PERMISSION_AMOUNT")
+    # per-permission addresses also get a P2PKH receiver (wallets that cannot send shielded)
+    transparent_receivers: bool = Field(False, alias="ZCASH_TRANSPARENT_RECEIVERS")
 
     @field_validator("max_amount_units", mode="before")
     @classmethod
@@ -179,6 +181,17 @@ class OperationsSettings(_Group):
         None, alias="SCHEDULER_MAX_LAG_SECONDS", ge=0)
     # health: the oldest pending outbox message must be younger
     webhook_backlog_max_age_seconds: int = Field(900, alias="WEBHOOK_BACKLOG_MAX_AGE_SECONDS", ge=1)
+
+
+class PricingSettings(_Group):
+    """Fiat-priced permissions: where rates come from (a spot-price API shaped like Coinbase's; unset: the
+    in-process stand-in with `paygo serve`'s embedded default, else no fiat pricing), how long a quoted rate holds,
+    how old a rate may be, and how long the provider may take."""
+
+    rate_provider_url: str | None = Field(None, alias="RATE_PROVIDER_URL", repr=False)
+    rate_lock_seconds: int = Field(120, alias="RATE_LOCK_SECONDS", ge=1)
+    rate_max_age_seconds: int = Field(60, alias="RATE_MAX_AGE_SECONDS", ge=1)
+    rate_timeout_seconds: int = Field(5, alias="RATE_TIMEOUT_SECONDS", ge=1)
 
 
 class EthereumSettings(_Group):
@@ -281,6 +294,7 @@ class Settings(_Group):
     scheduler: SchedulerSettings
     notifications: NotificationSettings
     operations: OperationsSettings
+    pricing: PricingSettings
     ethereum: EthereumSettings | None
     card: CardSettings | None
 
@@ -302,7 +316,8 @@ class Settings(_Group):
         """The settings from the process environment, or from `env` alone when given."""
         return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
                      notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
-                     ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
+                     pricing=_load(PricingSettings, env), ethereum=_load_optional(EthereumSettings, env),
+                     card=_load_optional(CardSettings, env))
 
 
 _G = TypeVar("_G", bound=_Group)

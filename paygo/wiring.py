@@ -24,6 +24,7 @@ from billing.services import ServicePolicies, Services, build_services
 from billing.sources import FundingSources
 from chains.card import CardFundingSource
 from chains.ethereum import EthereumFundingSource
+from chains.rates import SpotRateProvider
 from chains.zcash import ZcashFundingSource
 from kernel.assets import ETH, USD, ZEC, Asset, AssetRegistry
 from kernel.funding import FundingSource
@@ -49,6 +50,7 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             wallet_url=zcash.rpc_url, node_url=zcash.node_rpc_url, user=zcash.rpc_user, password=zcash.rpc_password,
             network=zcash.network, min_confirmations=zcash.min_confirmations, account=zcash.service_wallet,
             personality=zcash.rpc_flavor, timeout=float(zcash.rpc_timeout_seconds),
+            transparent_receivers=zcash.transparent_receivers,
         )
     if settings.ethereum is not None:
         ethereum = settings.ethereum
@@ -93,7 +95,17 @@ def policies(settings: Settings) -> ServicePolicies:
                           notifications.outbox_backoff_cap_seconds),
         webhook_timeout_seconds=notifications.webhook_timeout_seconds,
         vendor_key_rotation_overlap_seconds=settings.operations.vendor_key_rotation_overlap_seconds,
+        rate_lock_seconds=settings.pricing.rate_lock_seconds,
     )
+
+
+def rate_provider(settings: Settings) -> SpotRateProvider | None:
+    """The configured rate provider; None (no fiat pricing) without RATE_PROVIDER_URL."""
+    pricing = settings.pricing
+    if pricing.rate_provider_url is None:
+        return None
+    return SpotRateProvider(pricing.rate_provider_url, max_age_seconds=pricing.rate_max_age_seconds,
+                            timeout_seconds=float(pricing.rate_timeout_seconds))
 
 
 @asynccontextmanager
@@ -110,6 +122,7 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
         if settings.redis_url else None
     )
     sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
+    rates = rate_provider(settings) if with_sources else None
     http = aiohttp.ClientSession()
     try:
         if apply_migrations:
@@ -117,9 +130,12 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
                 applied = await migrate(conn)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        yield Runtime(settings, redis_client, build_services(pool, redis_client, sources, http, policies(settings)))
+        yield Runtime(settings, redis_client,
+                      build_services(pool, redis_client, sources, http, policies(settings), rates))
     finally:
         await http.close()
+        if rates is not None:
+            await rates.close()
         await sources.close()
         if redis_client is not None:
             await redis_client.aclose()

@@ -47,6 +47,9 @@ def schedule(jobs: JobService, intervals: Intervals) -> list[ScheduledJob]:
         ScheduledJob("hard_stop", jobs.stop_due, intervals.hard_stop),
         ScheduledJob("expiry", jobs.expire, intervals.expiry),
         ScheduledJob("payment_watcher", jobs.watch_payments, intervals.watcher),
+        ScheduledJob("refunds", jobs.refund, intervals.watcher),
+        ScheduledJob("payout_watcher", jobs.watch_payouts, intervals.watcher),
+        ScheduledJob("requote", jobs.requote, intervals.watcher),
         ScheduledJob("reminders", jobs.remind, intervals.expiry),
         ScheduledJob("outbox_delivery", jobs.deliver, intervals.watcher),
     ]
