@@ -62,8 +62,9 @@ class RefundService:
     async def refund(self, permission_id: UUID, funding_source: str, refund_address: str | None) -> PermissionState:
         """Close the permission and refund its unused balance: Zcash sends it now (to `refund_address`, default the
         wallet), Ethereum orders a payout from the operator to the signing wallet. Asking again answers the same
-        refund (and tries a send again only if certainly nothing was sent)."""
-        state = await self.permissions.state(permission_id, funding_source)
+        refund (and tries a send again only if certainly nothing was sent). The payments that reached the permission
+        are looked at first (as a verify does), so money still confirming is not forgotten: 409 until it counts."""
+        state = await self.permissions.verify(permission_id, funding_source)
         terms = await self._terms(state, funding_source, refund_address)
         async with self.db.transaction() as work:
             payout = await claim_refund(work.conn, permission_id, funding_source, terms)
@@ -82,7 +83,7 @@ class RefundService:
                 raise InvalidRequest(f"{address} cannot receive a refund from a shielded wallet: give a refund_address",
                                      code="refund_address_required" if refund_address is None
                                      else "invalid_refund_address")
-            return RefundTerms(PayoutMethod.GATEWAY_SEND, address, sender.refund_fee_units(state.permission.asset),
+            return RefundTerms(PayoutMethod.GATEWAY_SEND, address, sender.refund_fee_units(address),
                                memo=refund_memo(state.permission.id))
         reader = self.sources.ability(self.sources.payout_readers, funding_source)
         if refund_address is not None and source.validate_address(refund_address) != wallet:
@@ -103,7 +104,7 @@ class RefundService:
             return payout  # another process is sending it, or it was sent
         outcome = await sender.send(claimed.payment)
         async with self.db.transaction() as work:
-            recorded = await record_outcome(work.conn, claimed, outcome)
+            recorded = await record_outcome(work.conn, claimed, outcome, RETRY_SEND_SECONDS)
             work.changed(permissions=[claimed.permission_id])
         log.info("refund %s: attempt %d %s %s", recorded.id, claimed.attempts, outcome.state,
                  outcome.txid or outcome.detail or "")
@@ -115,7 +116,7 @@ class RefundService:
         """The refunds job: send pending refunds, and ask the node about sends whose outcome is not known."""
         summary = RefundRunSummary()
         async with self.db.connection() as conn:
-            to_send = await payouts_to_send(conn, RETRY_SEND_SECONDS)
+            to_send = await payouts_to_send(conn)
             to_reconcile = await payouts_to_reconcile(conn, STALE_SENDING_SECONDS, RECONCILE_EVERY_SECONDS)
         for payout in to_send:
             sender = self.sources.refund_senders.get(payout.funding_source)
@@ -149,7 +150,7 @@ class RefundService:
                                             since_height=payout.send_height or 0)
         async with self.db.transaction() as work:
             await mark_checked(work.conn, payout.id)
-            recorded = await record_outcome(work.conn, payout, outcome)
+            recorded = await record_outcome(work.conn, payout, outcome, RETRY_SEND_SECONDS)
             work.changed(permissions=[payout.permission_id])
         log.info("refund %s reconciled: %s %s", payout.id, outcome.state, outcome.txid or outcome.detail or "")
         return recorded

@@ -189,10 +189,12 @@ _NEXT_STATUS = {
 }
 
 
-async def record_outcome(conn: asyncpg.Connection, payout: Payout, outcome: SendOutcome) -> Payout:
+async def record_outcome(conn: asyncpg.Connection, payout: Payout, outcome: SendOutcome,
+                         retry_after_seconds: int) -> Payout:
     """Record what became of the payout's current attempt, unless something else already moved it on (another
-    process, the operator): only a payout still in the state it was read in, at the same attempt, changes. A
-    transaction that already pays another payout is never recorded twice: the payout stays unresolved."""
+    process, the operator): only a payout still in the state it was read in, at the same attempt, changes. One that
+    was certainly not sent is tried again after `retry_after_seconds`. A transaction that already pays another
+    payout is never recorded twice: the payout stays unresolved."""
     status = _NEXT_STATUS[outcome.state]
     try:
         async with conn.transaction():
@@ -201,13 +203,14 @@ async def record_outcome(conn: asyncpg.Connection, payout: Payout, outcome: Send
                 UPDATE payouts
                    SET status = $4, txid = $5, operation_id = coalesce($6, operation_id),
                        last_error = $7, updated_at = now(),
-                       completed_at = CASE WHEN $4 = 'sent' THEN now() END
+                       completed_at = CASE WHEN $4 = 'sent' THEN now() END,
+                       retry_at = CASE WHEN $4 = 'pending' THEN now() + make_interval(secs => $8) END
                  WHERE id = $1 AND status = $2 AND attempts = $3
                 RETURNING {PAYOUT_COLUMNS}
                 """,
                 payout.id, str(payout.status), payout.attempts, str(status),
                 outcome.txid if status == PayoutStatus.SENT else None,
-                outcome.operation_id, None if status == PayoutStatus.SENT else outcome.detail,
+                outcome.operation_id, None if status == PayoutStatus.SENT else outcome.detail, retry_after_seconds,
             )
     except asyncpg.UniqueViolationError:
         record = await conn.fetchrow(
@@ -235,16 +238,14 @@ async def mark_unknown(conn: asyncpg.Connection, payout: Payout, detail: str) ->
     return Payout.from_record(record) if record else None
 
 
-async def payouts_to_send(conn: asyncpg.Connection, retry_after_seconds: int) -> list[Payout]:
-    """Pending gateway sends: never tried, or last refused more than `retry_after_seconds` ago."""
+async def payouts_to_send(conn: asyncpg.Connection) -> list[Payout]:
+    """Pending gateway sends: never tried, resolved as not sent by the operator, or due for another try."""
     records = await conn.fetch(
         f"""
         SELECT {PAYOUT_COLUMNS} FROM payouts
-         WHERE method = 'gateway_send' AND status = 'pending'
-           AND (attempts = 0 OR updated_at <= now() - make_interval(secs => $1))
+         WHERE method = 'gateway_send' AND status = 'pending' AND (retry_at IS NULL OR retry_at <= now())
          ORDER BY created_at
-        """,
-        retry_after_seconds,
+        """
     )
     return [Payout.from_record(record) for record in records]
 
@@ -298,7 +299,7 @@ async def resolve(conn: asyncpg.Connection, payout_id: UUID, *, sent_txid: str |
             record = await conn.fetchrow(
                 f"""
                 UPDATE payouts SET status = $2, txid = $3, resolved_note = $4, last_error = NULL, updated_at = now(),
-                                   completed_at = CASE WHEN $2 = 'sent' THEN now() END
+                                   completed_at = CASE WHEN $2 = 'sent' THEN now() END, retry_at = NULL
                  WHERE id = $1 RETURNING {PAYOUT_COLUMNS}
                 """,
                 payout_id, str(status), sent_txid, note,

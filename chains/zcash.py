@@ -66,10 +66,12 @@ MAX_CONFIRMATIONS = 9_999_999
 PAYMENT_RECEIVER_TYPES = ["sapling"]
 TRANSPARENT_PAYMENT_RECEIVER_TYPES = ["p2pkh", "sapling"]  # with ZCASH_TRANSPARENT_RECEIVERS
 GAP_LIMIT_CODE = -4
-# A refund pays the ZIP 317 conventional fee of a two-action transaction (5,000 zatoshis per logical action, at
-# least two): one shielded spend, the refund and the change. A send that needs more notes costs the wallet more; the
-# difference is the service's.
-REFUND_FEE_ZAT = 2 * 5_000
+# A refund pays the ZIP 317 conventional fee (5,000 zatoshis per logical action, at least two) of a send that spends
+# one or two Sapling notes of the service account, with change: two Sapling actions (bundles are padded to two),
+# plus one for a transparent recipient, or two more for an Orchard-only recipient (a second shielded bundle). A send
+# that needs more notes costs the wallet more; the difference is the service's.
+ZIP317_MARGINAL_FEE_ZAT = 5_000
+SAPLING_SEND_ACTIONS = 2
 # Refunds are sent with this privacy policy: it allows a transparent recipient (a t-address wallet) and crossing
 # pools (a unified address whose best receiver is Orchard), and never reveals the service account's senders.
 REFUND_PRIVACY_POLICY = "AllowRevealedRecipients"
@@ -222,8 +224,12 @@ class ZcashFundingSource:
 
     # --- refunds (SendsRefunds) ------------------------------------------------------------------------------
 
-    def refund_fee_units(self, asset: str) -> int:
-        return REFUND_FEE_ZAT
+    def refund_fee_units(self, address: str) -> int:
+        receivers = validate_address(address, self.network).receivers
+        extra = 0
+        if "sapling" not in receivers:
+            extra = 2 if "orchard" in receivers else 1  # an Orchard bundle, or one transparent output
+        return ZIP317_MARGINAL_FEE_ZAT * (SAPLING_SEND_ACTIONS + extra)
 
     def can_receive(self, address: str) -> bool:
         """Sprout addresses can no longer receive, and a TEX address only from transparent funds (ZIP 320), which

@@ -237,8 +237,8 @@ class SendsRefunds(Protocol):
 
     name: str
 
-    def refund_fee_units(self, asset: str) -> int:
-        """The network fee a refund pays, kept back from the amount sent."""
+    def refund_fee_units(self, address: str) -> int:
+        """The network fee a refund to this (validated) address pays, kept back from the amount sent."""
         ...
 
     def can_receive(self, address: str) -> bool:

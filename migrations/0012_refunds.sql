@@ -31,6 +31,7 @@ CREATE TABLE payouts (
     last_error      text,
     resolved_note   text,       -- what the operator said when resolving an unknown outcome
     checked_at      timestamptz,  -- when the node was last asked about an unresolved send
+    retry_at        timestamptz,  -- a pending send the node refused is tried again from then on
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     completed_at    timestamptz,
