@@ -58,7 +58,7 @@ async def test_an_eth_payout_paid_by_the_operator_is_recognised(eth_gw: EthGatew
     wallet = await eth_gw.anvil.new_account()
     vendor = await eth_gw.gw.create_vendor()
     permission = await funded(eth_gw, wallet)
-    status, opened = await eth_gw.gw.open_session(permission, vendor["vendor_id"])
+    _, opened = await eth_gw.gw.open_session(permission, vendor["vendor_id"])
     await eth_gw.gw.backdate_session(opened["session_id"], 3600)
     order = await ordered(eth_gw, permission)  # the running session is ended and charged first
     assert (order["refund_amount"], order["amount"], order["destination"]) == (
@@ -72,7 +72,7 @@ async def test_an_eth_payout_paid_by_the_operator_is_recognised(eth_gw: EthGatew
     await eth_gw.anvil.mine(ETH_MIN_CONFIRMATIONS - 1)
     summary = await eth_gw.gw.jobs.watch_payouts()
     assert summary.paid == [UUID(order["payout_id"])]
-    status, shown = await eth_gw.gw.call("GET", f"/api/v1/ethereum/permissions/{permission['permission_id']}",
+    _, shown = await eth_gw.gw.call("GET", f"/api/v1/ethereum/permissions/{permission['permission_id']}",
                                          token=permission["permission_token"])
     assert shown["refund"]["status"] == "paid" and shown["refund"]["txid"] == tx_hash
     assert (await eth_gw.gw.jobs.watch_payouts()).paid == []

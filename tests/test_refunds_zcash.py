@@ -107,7 +107,7 @@ async def test_a_crash_after_the_send_is_reconciled_and_not_sent_again(zgw: Gate
     assert "may or may not have been executed" in answer["refund"]["last_error"]
     summary = await zgw.jobs.refund()  # the node lost its operations: the wallet's transactions tell
     assert summary.sent == [UUID(answer["refund"]["payout_id"])]
-    status, shown = await zgw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
+    _, shown = await zgw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
                                    api_key=ADMIN_KEY)
     assert shown["refund"]["status"] == "sent" and shown["refund"]["attempts"] == 1 and shown["refund"]["txid"]
     await zgw.jobs.refund()
@@ -122,7 +122,7 @@ async def test_a_node_timeout_during_the_send_is_reconciled_from_its_operations(
     answer = await refunded(zgw, permission)  # the gateway waits ZCASH_RPC_TIMEOUT_SECONDS, then stops waiting
     assert answer["refund"]["status"] == "unknown"
     await zgw.jobs.refund()
-    status, shown = await zgw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
+    _, shown = await zgw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
                                    token=permission["permission_token"])
     assert shown["refund"]["status"] == "sent" and shown["refund"]["operation_id"].startswith("opid-")
     await zgw.jobs.refund()
@@ -180,10 +180,10 @@ async def test_refund_ends_and_charges_a_running_session_first(gw: Gateway) -> N
 async def test_an_exhausted_permission_is_closed_with_nothing_to_send(gw: Gateway) -> None:
     vendor = await gw.create_vendor()
     permission = await gw.funded_permission("5", "2.5")
-    status, opened = await gw.open_session(permission, vendor["vendor_id"])
+    _, opened = await gw.open_session(permission, vendor["vendor_id"])
     await gw.backdate_session(opened["session_id"], 3 * 3600)
     await gw.jobs.billing_tick()
-    status, shown = await gw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
+    _, shown = await gw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
                                   token=permission["permission_token"])
     assert shown["status"] == "exhausted"
     answer = await refunded(gw, permission)
@@ -268,8 +268,8 @@ async def test_transparent_receivers_respect_zallets_gap_limit(make_gateway: Cal
         assert kinds[10] == ["sapling"]  # the window is full: shielded-only, not a refusal
         paid = await gw.create_permission("1", "1")
         assert sorted(decode_address(paid["payment_address"]).receivers) == ["sapling"]
-        first_transparent = decode_address((await gw.db.fetchval(
-            "SELECT payment_address FROM permissions ORDER BY created_at LIMIT 1"))).transparent_receiver()
+        first_transparent = decode_address(await gw.db.fetchval(
+            "SELECT payment_address FROM permissions ORDER BY created_at LIMIT 1")).transparent_receiver()
         assert first_transparent is not None
         await gw.pay(first_transparent, "1")  # a wallet that can only send transparent pays its t-address
         await gw.mine(MIN_CONFIRMATIONS)
