@@ -40,6 +40,8 @@ from billing.permissions import (
     payments_claimed_elsewhere,
     payments_of,
 )
+from billing.pricing import Pricing, PricingService, insert_pricing, pricing_of
+from billing.refunds import Payout, payout_of_permission
 from billing.reminders import OpenSession, ReminderPolicy, SentReminder, open_sessions_of, reminders_of, renewal_due
 from billing.secrets import new_permission_token, secret_hash
 from billing.sources import FundingSources
@@ -77,6 +79,8 @@ class PermissionRequest:
     notify_url: str | None = None
     funding_extra: dict[str, str] = field(default_factory=dict)  # source-specific options (card success_url)
     signed: SignedTerms | None = None  # required by sources whose wallets sign their terms
+    pricing_currency: str | None = None  # the amounts are in this fiat currency, converted at a quote
+    quote_id: str | None = None  # the quote to convert at (required where the wallet signs the amounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,8 @@ class PermissionState:
     renewal_due: bool = False  # computed on every read from the permission, `now` and the reminder policy
     confirmations_required: int = 1
     payment_request: PaymentRequest | None = None  # computed on every read: what a payer should send now
+    payout: Payout | None = None  # the refund of its unused balance, once asked for
+    pricing: Pricing | None = None  # fiat-priced permissions: the terms in the currency and the quote
 
     @property
     def asset(self) -> Asset:
@@ -130,16 +136,26 @@ class PermissionPolicy:
     reminder_policy: ReminderPolicy = field(default_factory=ReminderPolicy)
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A permission's amounts in minor units of its asset, and its fiat terms when it was priced in a currency."""
+
+    amount: int
+    rate: int
+    pricing: Pricing | None = None
+
+
 _CACHED_STATE = TypeAdapter(PermissionState)
 
 
 class PermissionService:
-    def __init__(self, db: Database, sources: FundingSources, cache: PermissionCache,
-                 policy: PermissionPolicy) -> None:
+    def __init__(self, db: Database, sources: FundingSources, cache: PermissionCache, policy: PermissionPolicy,
+                 pricing: PricingService) -> None:
         self.db = db
         self.sources = sources
         self.cache = cache
         self.policy = policy
+        self.pricing = pricing
 
     # --- create ------------------------------------------------------------------------------------------------
 
@@ -149,12 +165,15 @@ class PermissionService:
         source = self.sources.source(request.funding_source)
         asset = self.sources.asset_for(request.funding_source, request.asset)
         wallet = source.validate_address(request.user_wallet_address)
-        maximum = self.policy.max_amount_units.get(asset.code)
-        amount = parse_amount(request.requested_amount, asset, "requested_amount", maximum)
-        rate = parse_amount(request.rate_per_hour, asset, "rate_per_hour", maximum)
         duration = self._duration(request.duration_days)
         notify_url = self._notify_url(request.notify_url)
-        authorization = self._signed_authorization(request)
+        if request.funding_source in self.sources.authorizers and request.signed is None:
+            raise InvalidRequest("this funding source needs the wallet's signed authorization",
+                                 code="invalid_signature")
+        terms = await self.terms(request.funding_source, asset, request.requested_amount, request.rate_per_hour,
+                                 request.pricing_currency, request.quote_id)
+        amount, rate = terms.amount, terms.rate
+        authorization = self._signed_authorization(request, asset, terms)
         permission_id = uuid4()
         instructions = await source.prepare_funding(
             FundingRequest(reference=str(permission_id), asset=asset.code, amount_units=amount, payer=wallet,
@@ -172,6 +191,8 @@ class PermissionService:
             if authorization is not None:
                 assert request.signed is not None
                 await record_authorization(work.conn, permission_id, authorization, request.signed.signature)
+            if terms.pricing is not None:
+                await insert_pricing(work.conn, permission_id, terms.pricing)
         signing_key = self.policy.webhook_signing_key
         notify_secret = (permission_secret(signing_key, permission_id)
                          if notify_url is not None and signing_key is not None else None)
@@ -193,49 +214,61 @@ class PermissionService:
                                  code="webhooks_not_configured")
         return validate_notify_url(raw, allow_private=self.policy.allow_private_webhook_targets)
 
+    async def terms(self, funding_source: str, asset: Asset, requested_amount: object, rate_per_hour: object,
+                    pricing_currency: str | None, quote_id: str | None) -> Terms:
+        """The amounts in the asset: as given, or converted from `pricing_currency` at a quote (the one named, or a
+        new one where the wallet signs no amounts)."""
+        maximum = self.policy.max_amount_units.get(asset.code)
+        if pricing_currency is None:
+            if quote_id is not None:
+                raise InvalidRequest("quote_id goes with pricing_currency", code="invalid_request")
+            return Terms(parse_amount(requested_amount, asset, "requested_amount", maximum),
+                         parse_amount(rate_per_hour, asset, "rate_per_hour", maximum))
+        priced = await self.pricing.price(asset, pricing_currency, requested_amount, rate_per_hour, quote_id, maximum,
+                                          quote_required=funding_source in self.sources.authorizers)
+        return Terms(priced.amount_units, priced.rate_units, priced.pricing)
+
     # --- signed terms (Ethereum) ---------------------------------------------------------------------------------
 
-    def typed_data(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
-                   rate_per_hour: object, duration_days: int | None, expiry: object | None,
-                   nonce: object | None) -> dict[str, object]:
-        """The typed data a wallet signs for these terms; a fresh random nonce and an expiry an hour from now
-        unless given."""
-        return self.authorization_for(
-            funding_source, wallet=wallet, asset_code=asset_code, requested_amount=requested_amount,
-            rate_per_hour=rate_per_hour, duration_days=duration_days,
+    async def typed_data(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
+                         rate_per_hour: object, duration_days: int | None, expiry: object | None,
+                         nonce: object | None, pricing_currency: str | None = None,
+                         quote_id: str | None = None) -> dict[str, object]:
+        """The typed data a wallet signs for these terms (in the asset, or converted at the quote named); a fresh
+        random nonce and an expiry an hour from now unless given."""
+        self.sources.ability(self.sources.authorizers, funding_source)
+        asset = self.sources.asset_for(funding_source, asset_code)
+        terms = await self.terms(funding_source, asset, requested_amount, rate_per_hour, pricing_currency, quote_id)
+        return self._authorization(
+            funding_source, wallet=wallet, asset=asset, terms=terms, duration_days=duration_days,
             expiry=expiry if expiry is not None else int(time.time()) + DEFAULT_AUTHORIZATION_SECONDS,
             nonce=nonce if nonce is not None else secrets.randbits(128),
         ).typed_data()
 
-    def authorization_for(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
-                          rate_per_hour: object, duration_days: int | None, expiry: object,
-                          nonce: object) -> SpendAuthorization:
-        """The terms as the wallet signs them, parsed and normalised exactly as the permission will store them."""
+    def _authorization(self, funding_source: str, *, wallet: str, asset: Asset, terms: Terms,
+                       duration_days: int | None, expiry: object, nonce: object) -> SpendAuthorization:
+        """The terms as the wallet signs them, normalised exactly as the permission will store them."""
         signer = self.sources.ability(self.sources.authorizers, funding_source)
-        asset = self.sources.asset_for(funding_source, asset_code)
-        maximum = self.policy.max_amount_units.get(asset.code)
         return SpendAuthorization(
             chain_id=signer.chain_id,
             wallet=self.sources.source(funding_source).validate_address(wallet),
             spender=signer.service_address,
             asset=signer.asset_contract(asset.code),
-            allowance=parse_amount(requested_amount, asset, "requested_amount", maximum),
-            rate_per_hour=parse_amount(rate_per_hour, asset, "rate_per_hour", maximum),
+            allowance=terms.amount,
+            rate_per_hour=terms.rate,
             duration_days=duration_days if duration_days is not None else self.policy.default_duration_days,
             expiry=parse_uint(expiry, "expiry", MAX_UINT64),
             nonce=parse_uint(nonce, "nonce", MAX_UINT256),
         )
 
-    def _signed_authorization(self, request: PermissionRequest) -> SpendAuthorization | None:
+    def _signed_authorization(self, request: PermissionRequest, asset: Asset,
+                              terms: Terms) -> SpendAuthorization | None:
         """Refuse a create whose signature does not authorize exactly these terms (sources that sign only)."""
         if request.funding_source not in self.sources.authorizers:
             return None
-        if request.signed is None:
-            raise InvalidRequest("this funding source needs the wallet's signed authorization",
-                                 code="invalid_signature")
-        authorization = self.authorization_for(
-            request.funding_source, wallet=request.user_wallet_address, asset_code=request.asset,
-            requested_amount=request.requested_amount, rate_per_hour=request.rate_per_hour,
+        assert request.signed is not None  # create refused it before
+        authorization = self._authorization(
+            request.funding_source, wallet=request.user_wallet_address, asset=asset, terms=terms,
             duration_days=request.duration_days, expiry=request.signed.expiry, nonce=request.signed.nonce,
         )
         check_authorization(authorization, request.signed.signature, signed_chain_id=request.signed.chain_id,
@@ -276,6 +309,8 @@ class PermissionService:
                 await reminders_of(conn, permission_id), await open_sessions_of(conn, permission_id),
                 await card_details(conn, permission_id) if permission.funding_source == "card" else None,
                 confirmations_required=self.sources.confirmations_required(permission.funding_source),
+                payout=await payout_of_permission(conn, permission_id),
+                pricing=await pricing_of(conn, permission_id),
             )
 
     async def wallet_permission_id(self, funding_source: str, address: str) -> UUID:

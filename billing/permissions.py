@@ -180,12 +180,13 @@ class PaymentRow:
     block_height: int | None
     status: PaymentStatus
     first_seen_at: datetime
+    memo: str | None = None  # its ZIP 302 text memo (Zcash), as the wallet reported it
 
 
 async def payments_of(conn: asyncpg.Connection, permission_id: UUID) -> list[PaymentRow]:
     records = await conn.fetch(
         """
-        SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at
+        SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at, memo
           FROM payments WHERE permission_id = $1 ORDER BY first_seen_at, txid, output_index
         """,
         permission_id,

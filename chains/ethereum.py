@@ -18,6 +18,10 @@ A transaction pays when its receipt has status 1, its block is still the canonic
 With `require_finalized`, a payment in a block above the `finalized` one is reported with fewer confirmations than
 required, so billing waits for finality whatever the depth. Payments moved inside a contract (smart wallets) are
 not seen.
+
+Refunds are paid by the operator, not by the gateway (it holds no key): `ReadsOutgoingTransfers` reports the
+successful transfers *from* the service address (ETH sends found in block bodies, token `Transfer` logs found with
+one `eth_getLogs`), for billing to recognise the operator's payouts.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from eth_utils import is_hex_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
-from web3.types import TxReceipt
+from web3.types import TxData, TxReceipt
 
 from kernel.assets import ETH, Asset
 from kernel.errors import InvalidAddress, InvalidRequest, NetworkMismatch, ServiceUnavailable
@@ -46,6 +50,8 @@ from kernel.funding import (
     FundingInstructions,
     FundingRequest,
     KnownPayment,
+    OutgoingTransfer,
+    OutgoingTransfers,
     Payment,
     PaymentMatching,
     PaymentTarget,
@@ -283,6 +289,77 @@ class EthereumFundingSource:
         except NODE_FAILURES as error:
             raise _unavailable("reading a balance", error) from error
         return WalletBalance(units=int(units), block_number=block_number)
+
+    # --- transfers from the service address (ReadsOutgoingTransfers) -----------------------------------------
+
+    async def tip_height(self) -> int:
+        await self._check_chain()
+        try:
+            return await self._w3.eth.block_number
+        except NODE_FAILURES as error:
+            raise _unavailable("reading the tip", error) from error
+
+    async def outgoing_transfers(self, first_block: int, last_block: int) -> OutgoingTransfers:
+        await self._check_chain()
+        try:
+            chain = await self._chain_state(await self._w3.eth.block_number)
+            last = min(last_block, chain.tip)
+            found: list[OutgoingTransfer] = []
+            if first_block > last:
+                return OutgoingTransfers(chain.tip, found)
+            if self.tokens:
+                logs = await self._w3.eth.get_logs({
+                    "fromBlock": first_block, "toBlock": last,
+                    "address": [ChecksumAddress(HexAddress(HexStr(token.contract))) for token in self.tokens.values()],
+                    "topics": [TRANSFER_TOPIC, "0x" + "00" * 12 + self.service_address[2:].lower()],
+                })
+                found += [transfer for log in logs if (transfer := self._token_transfer(log, chain)) is not None]
+            blocks = await asyncio.gather(*(self._w3.eth.get_block(number, full_transactions=True)
+                                            for number in range(first_block, last + 1)))
+            sends: list[TxData] = [tx for block in blocks for tx in block["transactions"]
+                                   if not isinstance(tx, bytes) and tx["from"] == self.service_address
+                                   and tx["value"] > 0 and tx["to"] is not None]
+            receipts = await asyncio.gather(*(self._w3.eth.get_transaction_receipt(tx["hash"]) for tx in sends))
+        except NODE_FAILURES as error:
+            raise _unavailable("reading transfers from the service address", error) from error
+        for tx, receipt in zip(sends, receipts, strict=True):
+            if receipt["status"] == 1:
+                found.append(self._native_transfer(tx, receipt, chain))
+        found.sort(key=lambda transfer: (transfer.block_height, transfer.txid))
+        return OutgoingTransfers(chain.tip, found)
+
+    async def outgoing_transfers_in(self, txid: str) -> OutgoingTransfers:
+        tx_hash = normalise_tx_hash(txid)
+        await self._check_chain()
+        try:
+            chain = await self._chain_state(await self._w3.eth.block_number)
+            mined = await self._mined_transaction(tx_hash)
+        except NODE_FAILURES as error:
+            raise _unavailable("reading a transaction", error) from error
+        if mined is None or mined[1]["status"] != 1:
+            return OutgoingTransfers(chain.tip, [])
+        transaction, receipt = mined
+        found = [transfer for log in receipt["logs"] if (transfer := self._token_transfer(log, chain)) is not None]
+        if transaction["from"] == self.service_address and transaction["value"] > 0:
+            found.append(self._native_transfer(transaction, receipt, chain))
+        return OutgoingTransfers(chain.tip, found)
+
+    def _token_transfer(self, log: Any, chain: _Chain) -> OutgoingTransfer | None:
+        """A `Transfer` log of an accepted token from the service address, or None."""
+        token = next((t for t in self.tokens.values() if t.contract == log["address"]), None)
+        if (token is None or log.get("removed", False) or len(log["topics"]) != 3
+                or log["topics"][0] != TRANSFER_TOPIC or _topic_address(log["topics"][1]) != self.service_address):
+            return None
+        return OutgoingTransfer(
+            txid=log["transactionHash"].to_0x_hex(), asset=token.symbol, to_address=_topic_address(log["topics"][2]),
+            amount_units=int.from_bytes(bytes(log["data"]), "big"), block_height=log["blockNumber"],
+            confirmations=self._confirmations(log["blockNumber"], chain))
+
+    def _native_transfer(self, transaction: Any, receipt: TxReceipt, chain: _Chain) -> OutgoingTransfer:
+        return OutgoingTransfer(
+            txid=receipt["transactionHash"].to_0x_hex(), asset="ETH", to_address=transaction["to"],
+            amount_units=int(transaction["value"]), block_height=receipt["blockNumber"],
+            confirmations=self._confirmations(receipt["blockNumber"], chain))
 
     # --- internals -----------------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ should go, to report the payments seen for some targets, and how its chain is do
 values; a payment carries its confirmations so billing (not the adapter) decides when it counts.
 
 An ability only some sources have is a small Protocol of its own (`ReadsWalletBalance`, `RefundsPayments`,
-`SignsSpendAuthorizations`, `ReadsCardEvents`, `ChecksNetwork`). The wiring checks each source against them once,
-at start-up, and hands billing the abilities it found: nothing downcasts a source to its concrete class.
+`SignsSpendAuthorizations`, `ReadsCardEvents`, `ChecksNetwork`, `SendsRefunds`, `ReadsOutgoingTransfers`). The
+wiring checks each source against them once, at start-up, and hands billing the abilities it found: nothing
+downcasts a source to its concrete class.
 
 A chain source that can list what its wallet received, wallet-wide, declares `ScansPayments`: the payment watcher
 then asks it once per pass for what changed since a cursor (which billing stores), instead of asking about every
@@ -316,4 +317,106 @@ class ScansPayments(Protocol):
                    waiting_since: datetime | None) -> ScanResult:
         """Payments since `cursor` (None: the first scan; then from the block of `waiting_since`, the creation of
         the oldest permission still waiting, where the source can tell) and the `known` ones still there."""
+
+
+class SendState(StrEnum):
+    """What is known of a send: `sent` (its transaction exists), `pending` (the node's operation is still running),
+    `not_sent` (certainly nothing was sent: refused, never reached the node, or its transaction can no longer be
+    mined), `unknown` (no answer: it may or may not have been sent)."""
+
+    SENT = "sent"
+    PENDING = "pending"
+    NOT_SENT = "not_sent"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingPayment:
+    """A payment the gateway sends from its own wallet: `amount_units` to `address`, with an optional text memo."""
+
+    address: str
+    amount_units: int
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    state: SendState
+    operation_id: str | None = None  # the node's id of an asynchronous send, when it gave one
+    txid: str | None = None
+    detail: str | None = None  # why it was not sent, or why its outcome is unknown
+
+    @property
+    def certain(self) -> bool:
+        return self.state in (SendState.SENT, SendState.NOT_SENT)
+
+
+@runtime_checkable
+class SendsRefunds(Protocol):
+    """A chain on which the gateway sends refunds itself, from its service wallet (Zcash). A send is never retried
+    by the adapter: after an unknown outcome, `send_outcome` asks the node what happened before anything is sent
+    again."""
+
+    name: str
+
+    def refund_fee_units(self, address: str) -> int:
+        """The network fee a refund to this (validated) address pays, kept back from the amount sent."""
+        ...
+
+    def can_receive(self, address: str) -> bool:
+        """Whether a (validated) address can receive a send from the service wallet."""
+        ...
+
+    async def chain_height(self) -> int:
+        ...
+
+    async def send(self, payment: OutgoingPayment) -> SendOutcome:
+        """Send once. `unknown` when no answer came (a timeout, a dropped connection)."""
+        ...
+
+    async def send_outcome(self, payment: OutgoingPayment, *, operation_id: str | None,
+                           since_height: int) -> SendOutcome:
+        """What became of a send of `payment` started at `since_height`: from the node's operation (by id, or found
+        among its operations by what it sends), else from the wallet's transactions since then. `not_sent` only when
+        that is certain (the operation failed, or no transaction was found and one made then could no longer be
+        mined)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingTransfer:
+    """Money the service address sent: `amount_units` of `asset` to `to_address` in transaction `txid`."""
+
+    txid: str
+    asset: str
+    to_address: str
+    amount_units: int
+    block_height: int
+    confirmations: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingTransfers:
+    tip: int
+    transfers: list[OutgoingTransfer]
+
+
+@runtime_checkable
+class ReadsOutgoingTransfers(Protocol):
+    """A chain on which the operator pays refunds from the service address with their own tools (Ethereum: the
+    gateway holds no key) and the gateway recognises those transfers."""
+
+    name: str
+    min_confirmations: int
+
+    async def tip_height(self) -> int:
+        ...
+
+    async def outgoing_transfers(self, first_block: int, last_block: int) -> OutgoingTransfers:
+        """Every successful transfer from the service address in these blocks (of the native coin and of each
+        accepted token), with its confirmations."""
+        ...
+
+    async def outgoing_transfers_in(self, txid: str) -> OutgoingTransfers:
+        """The transfers from the service address in one (mined, canonical, successful) transaction."""
         ...

@@ -131,6 +131,8 @@ class ZcashSettings(_Group):
     rpc_flavor: Annotated[Literal["auto", "zcashd", "zallet"], _LOWERCASE] = Field("auto", alias="ZCASH_RPC_FLAVOR")
     rpc_timeout_seconds: int = Field(10, alias="ZCASH_RPC_TIMEOUT_SECONDS", ge=1)
     max_amount_units: int = Field(1000 * ZEC.unit, alias="ZCASH_MAX_PERMISSION_AMOUNT")
+    # per-permission addresses also get a P2PKH receiver (wallets that cannot send shielded)
+    transparent_receivers: bool = Field(False, alias="ZCASH_TRANSPARENT_RECEIVERS")
 
     @field_validator("max_amount_units", mode="before")
     @classmethod
@@ -236,6 +238,17 @@ class RetentionSettings(_Group):
     # 7-day look-back for late payments)
     unpaid_permission_grace_days: int = Field(30, alias="UNPAID_PERMISSION_GRACE_DAYS", ge=7)
     prune_interval_seconds: int = Field(3600, alias="PRUNE_INTERVAL_SECONDS", ge=1)
+
+
+class PricingSettings(_Group):
+    """Fiat-priced permissions: where rates come from (a spot-price API shaped like Coinbase's; unset: the
+    in-process stand-in with `paygo serve`'s embedded default, else no fiat pricing), how long a quoted rate holds,
+    how old a rate may be, and how long the provider may take."""
+
+    rate_provider_url: str | None = Field(None, alias="RATE_PROVIDER_URL", repr=False)
+    rate_lock_seconds: int = Field(120, alias="RATE_LOCK_SECONDS", ge=1)
+    rate_max_age_seconds: int = Field(60, alias="RATE_MAX_AGE_SECONDS", ge=1)
+    rate_timeout_seconds: int = Field(5, alias="RATE_TIMEOUT_SECONDS", ge=1)
 
 
 class EthereumSettings(_Group):
@@ -349,6 +362,7 @@ class Settings(_Group):
     operations: OperationsSettings
     perimeter: PerimeterSettings
     retention: RetentionSettings
+    pricing: PricingSettings
     ethereum: EthereumSettings | None
     card: CardSettings | None
 
@@ -371,7 +385,8 @@ class Settings(_Group):
         return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
                      notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
                      perimeter=_load(PerimeterSettings, env), retention=_load(RetentionSettings, env),
-                     ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
+                     pricing=_load(PricingSettings, env), ethereum=_load_optional(EthereumSettings, env),
+                     card=_load_optional(CardSettings, env))
 
 
 _G = TypeVar("_G", bound=_Group)

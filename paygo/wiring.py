@@ -26,6 +26,7 @@ from billing.services import ServicePolicies, Services, build_services
 from billing.sources import FundingSources
 from chains.card import CardFundingSource
 from chains.ethereum import EthereumFundingSource
+from chains.rates import SpotRateProvider
 from chains.zcash import ZcashFundingSource
 from kernel.assets import ETH, USD, ZEC, Asset, AssetRegistry
 from kernel.funding import FundingSource
@@ -52,6 +53,7 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             wallet_url=zcash.rpc_url, node_url=zcash.node_rpc_url, user=zcash.rpc_user, password=zcash.rpc_password,
             network=zcash.network, min_confirmations=zcash.min_confirmations, account=zcash.service_wallet,
             personality=zcash.rpc_flavor, timeout=float(zcash.rpc_timeout_seconds),
+            transparent_receivers=zcash.transparent_receivers,
         )
     if settings.ethereum is not None:
         ethereum = settings.ethereum
@@ -99,7 +101,17 @@ def policies(settings: Settings) -> ServicePolicies:
         vendor_key_rotation_overlap_seconds=settings.operations.vendor_key_rotation_overlap_seconds,
         retention=RetentionPolicy(settings.retention.outbox_retention_days,
                                   settings.retention.unpaid_permission_grace_days),
+        rate_lock_seconds=settings.pricing.rate_lock_seconds,
     )
+
+
+def rate_provider(settings: Settings) -> SpotRateProvider | None:
+    """The configured rate provider; None (no fiat pricing) without RATE_PROVIDER_URL."""
+    pricing = settings.pricing
+    if pricing.rate_provider_url is None:
+        return None
+    return SpotRateProvider(pricing.rate_provider_url, max_age_seconds=pricing.rate_max_age_seconds,
+                            timeout_seconds=float(pricing.rate_timeout_seconds))
 
 
 @asynccontextmanager
@@ -121,6 +133,7 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
                              cooldown_seconds=perimeter.redis_breaker_cooldown_seconds)
     sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
     sender = WebhookSender(allow_private=settings.notifications.allow_private_webhook_targets)
+    rates = rate_provider(settings) if with_sources else None
     try:
         if apply_migrations:
             async with pool.acquire() as conn:
@@ -128,10 +141,12 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
         await sources.check_networks()
-        services = build_services(pool, redis_client, sources, sender, policies(settings), breaker)
+        services = build_services(pool, redis_client, sources, sender, policies(settings), breaker, rates)
         yield Runtime(settings, redis_client, breaker, services)
     finally:
         await sender.close()
+        if rates is not None:
+            await rates.close()
         await sources.close()
         if redis_client is not None:
             await redis_client.aclose()

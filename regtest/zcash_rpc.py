@@ -90,6 +90,7 @@ class RegtestZcash:
             "gettransaction": Method(
                 wallet.gettransaction, ("txid", "include_watchonly"), 1, frozenset({ZCASHD}), True
             ),
+            "z_viewtransaction": Method(wallet.z_viewtransaction, ("txid",), 1, WALLET_SERVERS, True),
             "getwalletstatus": Method(wallet.getwalletstatus, (), 0, frozenset({ZALLET})),
             "regtest_setwalletsyncing": Method(wallet.regtest_setwalletsyncing, ("code", "calls"), 1, WALLET_SERVERS),
             "z_sendmany": Method(

@@ -31,6 +31,7 @@ from regtest.zcash_types import (
 from regtest.zcash_wallet import Wallet
 
 MAX_CONFIRMATIONS = 9_999_999
+_INDEX_KEYS = {"sapling": "output", "orchard": "action", "transparent": "tOut"}  # z_viewtransaction's output keys
 SYNC_LOCK_MESSAGES = {
     -28: "Wallet sync required",
     -10: "Wallet is still catching up with the chain; try again later",
@@ -384,6 +385,44 @@ class WalletRpc:
             hex=raw_transaction_hex(tx),
         )
         return entry
+
+    def z_viewtransaction(self, server: str, txid_param: Any) -> dict[str, Any]:
+        """A wallet transaction as the wallet sees it: the notes it spent and its outputs, each decrypted (value,
+        memo) and marked `outgoing` when the wallet sent it to someone else. zcashd lists shielded parts only;
+        Zallet also transparent outputs (`tOut`) and names the account of each."""
+        txid = as_string(server, txid_param).lower()
+        tx = self.chain.transactions.get(txid)
+        if tx is None or txid not in self.wallet.effects:
+            raise RpcMethodError(-5, "Invalid or non-wallet transaction id")
+        spends = []
+        for position, key in enumerate(tx.spends):
+            note = self.wallet.notes[key]
+            orchard = note.output.pool == "orchard"
+            spend: dict[str, Any] = {"pool": note.output.pool, "action" if orchard else "spend": position,
+                                     "txidPrev": key[0], "actionPrev" if orchard else "outputPrev": key[1]}
+            if note.address is not None:
+                spend["address"] = note.address.text
+            spend.update(value=zec(note.output.value_zat), valueZat=note.output.value_zat)
+            if server == ZALLET:
+                spend["account_uuid"] = note.account.uuid
+            spends.append(spend)
+        outputs = []
+        for output in tx.outputs:
+            received = self.wallet.notes.get((tx.txid, output.index))
+            if (server == ZCASHD and output.pool == "transparent") or (received is None and tx.from_account is None):
+                continue
+            entry: dict[str, Any] = {"pool": output.pool, _INDEX_KEYS[output.pool]: output.index}
+            address = output.address if received is None else (received.address.text if received.address else None)
+            if address is not None:
+                entry["address"] = address
+            entry.update(outgoing=received is None, walletInternal=output.is_change, value=zec(output.value_zat),
+                         valueZat=output.value_zat)
+            if output.memo is not None:
+                entry.update(memo_json(output.memo))
+            if server == ZALLET and received is not None:
+                entry["account_uuid"] = received.account.uuid
+            outputs.append(entry)
+        return {"txid": tx.txid, "spends": spends, "outputs": outputs}
 
     # --- sync status -----------------------------------------------------------------------------------------
 
