@@ -22,7 +22,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from billing.card import card_details
-from billing.payment_uri import eip681_uri, zip321_uri
+from billing.payment_uri import eip681_uri, permission_memo, zip321_uri
 from billing.permissions import PaymentRow, PaymentStatus, Permission, PermissionStatus, get_permission, payments_of
 from billing.sources import FundingSources
 from billing.unit_of_work import Database
@@ -133,12 +133,12 @@ def payment_request(permission: Permission, payments: Sequence[PaymentRow], now:
 
 
 def payment_uri(permission: Permission, amount_units: int | None, sources: FundingSources) -> str | None:
-    """The ZIP-321 or EIP-681 URI paying `amount_units` (None: any amount, a top-up) to the permission; None for
-    card permissions, or when its chain is not configured here any more."""
+    """The ZIP-321 (with the memo naming the permission) or EIP-681 URI paying `amount_units` (None: any amount, a
+    top-up) to the permission; None for card permissions, or when its chain is not configured here any more."""
     if permission.payment_address is None:
         return None
     if permission.funding_source == "zcash":
-        return zip321_uri(permission.payment_address, amount_units)
+        return zip321_uri(permission.payment_address, amount_units, memo=permission_memo(permission.id).encode())
     signer = sources.authorizers.get(permission.funding_source)
     asset = sources.assets.get(permission.asset)
     if permission.funding_source == "ethereum" and signer is not None and asset is not None:

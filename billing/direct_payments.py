@@ -42,15 +42,7 @@ async def apply_direct_charge_payments(
 ) -> DirectChargeOutcome:
     """Record what the funding source reports for the charge's address and settle the charge when it is paid."""
     async with conn.transaction():
-        permission_id = await conn.fetchval("SELECT permission_id FROM direct_charges WHERE id = $1", direct_charge_id)
-        if permission_id is None:
-            raise LookupError(f"direct charge {direct_charge_id} does not exist")
-        await conn.execute("SELECT 1 FROM permissions WHERE id = $1 FOR UPDATE", permission_id)
-        charge = await conn.fetchrow(
-            "SELECT session_id, funding_source, asset, payment_address, status FROM direct_charges"
-            " WHERE id = $1 FOR UPDATE",
-            direct_charge_id,
-        )
+        charge = await _locked(conn, direct_charge_id)
         for payment in seen:
             await conn.execute(
                 """
@@ -77,31 +69,70 @@ async def apply_direct_charge_payments(
             """,
             direct_charge_id, reported_txids, reported_outputs, now,
         )
-        await conn.execute(
-            """
-            UPDATE payments SET status = 'credited', credited_at = $3, updated_at = $3
-             WHERE direct_charge_id = $1 AND status = 'seen' AND confirmations >= $2
-            """,
-            direct_charge_id, required_depth(min_confirmations), now,
-        )
-        settled = await conn.fetchrow(
-            """
-            UPDATE direct_charges d
-               SET paid_amount = credited.total,
-                   status = CASE WHEN d.status = 'pending_payment' AND credited.total >= d.amount
-                                 THEN 'paid' ELSE d.status END,
-                   paid_at = CASE WHEN d.status = 'pending_payment' AND credited.total >= d.amount
-                                  THEN $2 ELSE d.paid_at END
-              FROM (SELECT coalesce(sum(amount), 0) AS total FROM payments
-                     WHERE direct_charge_id = $1 AND status = 'credited') credited
-             WHERE d.id = $1
-            RETURNING d.status, d.paid_amount, (d.status = 'paid' AND $3 <> 'paid') AS newly_paid
-            """,
-            direct_charge_id, now, charge["status"],
-        )
-        if settled["newly_paid"]:
-            await conn.execute("UPDATE sessions SET status = 'confirmed' WHERE id = $1 AND status = 'pending_payment'",
-                               charge["session_id"])
-            await enqueue_direct_charge_paid(conn, direct_charge_id)
-        return DirectChargeOutcome(direct_charge_id, charge["session_id"], permission_id, settled["status"],
-                                   settled["paid_amount"], settled["newly_paid"])
+        return await _settle(conn, direct_charge_id, charge, min_confirmations=min_confirmations, now=now)
+
+
+async def direct_charges_paid_in_full(conn: asyncpg.Connection,
+                                      funding_sources: Sequence[str]) -> list[tuple[UUID, str]]:
+    """Charges (with their funding source) whose amount became final (`pending_payment`) after what was credited
+    to them already covered it: nothing new happens on chain, so only this finds them."""
+    rows = await conn.fetch(
+        "SELECT id, funding_source FROM direct_charges WHERE status = 'pending_payment' AND paid_amount >= amount"
+        " AND funding_source = ANY($1::text[]) ORDER BY id",
+        list(funding_sources),
+    )
+    return [(row["id"], row["funding_source"]) for row in rows]
+
+
+async def settle_direct_charge(conn: asyncpg.Connection, direct_charge_id: UUID, *, min_confirmations: int,
+                               now: datetime) -> DirectChargeOutcome:
+    """Settle the charge from the payments already recorded for it (none is added or orphaned here)."""
+    async with conn.transaction():
+        charge = await _locked(conn, direct_charge_id)
+        return await _settle(conn, direct_charge_id, charge, min_confirmations=min_confirmations, now=now)
+
+
+async def _locked(conn: asyncpg.Connection, direct_charge_id: UUID) -> asyncpg.Record:
+    """The charge, locked after its permission (the lock order of every path)."""
+    permission_id = await conn.fetchval("SELECT permission_id FROM direct_charges WHERE id = $1", direct_charge_id)
+    if permission_id is None:
+        raise LookupError(f"direct charge {direct_charge_id} does not exist")
+    await conn.execute("SELECT 1 FROM permissions WHERE id = $1 FOR UPDATE", permission_id)
+    return await conn.fetchrow(
+        "SELECT session_id, permission_id, funding_source, asset, payment_address, status FROM direct_charges"
+        " WHERE id = $1 FOR UPDATE",
+        direct_charge_id,
+    )
+
+
+async def _settle(conn: asyncpg.Connection, direct_charge_id: UUID, charge: asyncpg.Record, *,
+                  min_confirmations: int, now: datetime) -> DirectChargeOutcome:
+    """Credit the charge's deep-enough payments and mark it paid (its session `confirmed`) once they cover it."""
+    await conn.execute(
+        """
+        UPDATE payments SET status = 'credited', credited_at = $3, updated_at = $3
+         WHERE direct_charge_id = $1 AND status = 'seen' AND confirmations >= $2
+        """,
+        direct_charge_id, required_depth(min_confirmations), now,
+    )
+    settled = await conn.fetchrow(
+        """
+        UPDATE direct_charges d
+           SET paid_amount = credited.total,
+               status = CASE WHEN d.status = 'pending_payment' AND credited.total >= d.amount
+                             THEN 'paid' ELSE d.status END,
+               paid_at = CASE WHEN d.status = 'pending_payment' AND credited.total >= d.amount
+                              THEN $2 ELSE d.paid_at END
+          FROM (SELECT coalesce(sum(amount), 0) AS total FROM payments
+                 WHERE direct_charge_id = $1 AND status = 'credited') credited
+         WHERE d.id = $1
+        RETURNING d.status, d.paid_amount, (d.status = 'paid' AND $3 <> 'paid') AS newly_paid
+        """,
+        direct_charge_id, now, charge["status"],
+    )
+    if settled["newly_paid"]:
+        await conn.execute("UPDATE sessions SET status = 'confirmed' WHERE id = $1 AND status = 'pending_payment'",
+                           charge["session_id"])
+        await enqueue_direct_charge_paid(conn, direct_charge_id)
+    return DirectChargeOutcome(direct_charge_id, charge["session_id"], charge["permission_id"], settled["status"],
+                               settled["paid_amount"], settled["newly_paid"])

@@ -19,6 +19,9 @@ from billing.delivery import DeliverySummary, deliver_due
 from billing.direct_charges import allocate_direct_charge_addresses
 from billing.outbound import WebhookSender
 from billing.outbox import RetryPolicy
+from billing.payouts import PayoutWatchSummary
+from billing.pricing import PricingService, RequoteSummary
+from billing.refund_service import RefundRunSummary, RefundService
 from billing.reminders import ReminderPolicy, enqueue_due_reminders
 from billing.retention import PruneSummary, RetentionPolicy, prune
 from billing.sources import FundingSources
@@ -30,12 +33,15 @@ MAX_ERROR_LENGTH = 500
 
 class JobService:
     def __init__(self, db: Database, sources: FundingSources, sender: WebhookSender, *,
-                 reminder_policy: ReminderPolicy, retry_policy: RetryPolicy, webhook_signing_key: str | None,
-                 webhook_timeout_seconds: int, retention: RetentionPolicy) -> None:
+                 refunds: RefundService, pricing: PricingService, reminder_policy: ReminderPolicy,
+                 retry_policy: RetryPolicy, webhook_signing_key: str | None, webhook_timeout_seconds: int,
+                 retention: RetentionPolicy) -> None:
         self.db = db
         self.sources = sources
         self.sender = sender
         self.retention = retention
+        self.refunds = refunds
+        self.pricing = pricing
         self.reminder_policy = reminder_policy
         self.retry_policy = retry_policy
         self.webhook_signing_key = webhook_signing_key
@@ -66,6 +72,18 @@ class JobService:
 
     async def watch_payments(self, *, now: datetime | None = None) -> WatcherSummary:
         return await self.watcher.run(now=now)
+
+    async def refund(self) -> RefundRunSummary:
+        """Send pending Zcash refunds; reconcile with the node the sends whose outcome is not known."""
+        return await self.refunds.send_and_reconcile()
+
+    async def watch_payouts(self) -> PayoutWatchSummary:
+        """Recognise the operator's transactions paying Ethereum payout orders."""
+        return await self.refunds.watch_payouts()
+
+    async def requote(self) -> RequoteSummary:
+        """A new quote for unpaid fiat-priced permissions whose lock window has passed."""
+        return await self.pricing.requote()
 
     async def remind(self, *, now: datetime | None = None, policy: ReminderPolicy | None = None) -> int:
         return await enqueue_due_reminders(self.db, policy=policy or self.reminder_policy, now=now or datetime.now(UTC))

@@ -11,6 +11,10 @@ Pure functions of exact integers (minor units): no float, no I/O, so every calle
   token. Amounts are plain integers of the smallest unit (EIP-681 numbers; no exponent, no decimal point).
 
 An amount of None asks for "any amount" (a top-up): the wallet lets its user choose.
+
+A Zcash payment request carries a ZIP-302 text memo naming its permission (`PayGo permission <id>`). The address
+alone decides which permission a payment counts for (each has its own); a memo naming another permission is
+recorded on the payment and shown (`permission_named_by`), never used to move money.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import re
 from urllib.parse import quote
+from uuid import UUID
 
 ZATOSHI_PER_ZEC = 100_000_000
 MAX_ZEC_UNITS = 21_000_000 * ZATOSHI_PER_ZEC
@@ -27,6 +32,19 @@ _ETHEREUM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 # ZIP-321 `qchar`: unreserved, percent-encoded, these delimiters, ":" and "@". "+" is left out (encoded as %2B) so
 # that no parser can read it as a space.
 _QCHAR_SAFE = "!$'()*,;:@"
+_MEMO_PREFIX = "PayGo permission "
+_NAMED_PERMISSION = re.compile(re.escape(_MEMO_PREFIX) + r"([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})")
+
+
+def permission_memo(permission_id: UUID) -> str:
+    """The ZIP-302 text memo a payment request for a permission carries."""
+    return f"{_MEMO_PREFIX}{permission_id}"
+
+
+def permission_named_by(memo: str | None) -> UUID | None:
+    """The permission a payment's text memo names, if it names one."""
+    found = _NAMED_PERMISSION.search(memo or "")
+    return UUID(found.group(1)) if found else None
 
 
 def zec_amount(units: int) -> str:

@@ -39,6 +39,8 @@ from billing.permissions import (
     latest_permission_for_wallet,
     payments_claimed_elsewhere,
 )
+from billing.pricing import PRICING_OF, Pricing, PricingService, insert_pricing
+from billing.refunds import PAYOUT_OF_PERMISSION, Payout
 from billing.reminders import OPEN_SESSIONS_OF, REMINDERS_OF, OpenSession, ReminderPolicy, SentReminder, renewal_due
 from billing.secrets import new_permission_token, secret_hash
 from billing.sources import FundingSources
@@ -76,6 +78,8 @@ class PermissionRequest:
     notify_url: str | None = None
     funding_extra: dict[str, str] = field(default_factory=dict)  # source-specific options (card success_url)
     signed: SignedTerms | None = None  # required by sources whose wallets sign their terms
+    pricing_currency: str | None = None  # the amounts are in this fiat currency, converted at a quote
+    quote_id: str | None = None  # the quote to convert at (required where the wallet signs the amounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class PermissionState:
     renewal_due: bool = False  # computed on every read from the permission, `now` and the reminder policy
     confirmations_required: int = 1
     payment_request: PaymentRequest | None = None  # computed on every read: what a payer should send now
+    payout: Payout | None = None  # the refund of its unused balance, once asked for
+    pricing: Pricing | None = None  # fiat-priced permissions: the terms in the currency and the quote
 
     @property
     def asset(self) -> Asset:
@@ -129,17 +135,29 @@ class PermissionPolicy:
     reminder_policy: ReminderPolicy = field(default_factory=ReminderPolicy)
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A permission's amounts in minor units of its asset, and its fiat terms when it was priced in a currency."""
+
+    amount: int
+    rate: int
+    pricing: Pricing | None = None
+
+
 _CACHED_STATE = TypeAdapter(PermissionState)
 
-# A permission's whole state in one statement — its row, payments, reminders, open sessions and (card) details, each
-# selected as its own module reads it ($1: the permission) — and the permission a token hash opens ($2, or NULL):
-# one round trip for a token holder's read. Collections come as JSON, read into their dataclasses below.
+# A permission's whole state in one statement — its row, payments, reminders, open sessions, (card) details, refund
+# and fiat pricing, each selected as its own module reads it ($1: the permission) — and the permission a token hash
+# opens ($2, or NULL): one round trip for a token holder's read. Collections come as JSON, read into their
+# dataclasses below.
 _STATE = f"""
 SELECT (SELECT id FROM permissions WHERE token_hash = $2) AS holder, now() AS now, to_jsonb(p) AS permission,
        (SELECT coalesce(jsonb_agg(x), '[]') FROM ({PAYMENTS_OF}) x) AS payments,
        (SELECT coalesce(jsonb_agg(x), '[]') FROM ({REMINDERS_OF}) x) AS reminders,
        (SELECT coalesce(jsonb_agg(x), '[]') FROM ({OPEN_SESSIONS_OF}) x) AS open_sessions,
-       CASE WHEN p.funding_source = 'card' THEN (SELECT to_jsonb(x) FROM ({CARD_DETAILS}) x) END AS card
+       CASE WHEN p.funding_source = 'card' THEN (SELECT to_jsonb(x) FROM ({CARD_DETAILS}) x) END AS card,
+       (SELECT to_jsonb(x) FROM ({PAYOUT_OF_PERMISSION}) x) AS payout,
+       (SELECT to_jsonb(x) FROM ({PRICING_OF}) x) AS pricing
   FROM (SELECT 1) AS one LEFT JOIN permissions p ON p.id = $1
 """
 _PERMISSION = TypeAdapter(Permission)
@@ -147,15 +165,18 @@ _PAYMENTS = TypeAdapter(list[PaymentRow])
 _REMINDERS = TypeAdapter(list[SentReminder])
 _OPEN_SESSIONS = TypeAdapter(list[OpenSession])
 _CARD = TypeAdapter(CardDetails)
+_PAYOUT = TypeAdapter(Payout)
+_PRICING = TypeAdapter(Pricing)
 
 
 class PermissionService:
-    def __init__(self, db: Database, sources: FundingSources, cache: PermissionCache,
-                 policy: PermissionPolicy) -> None:
+    def __init__(self, db: Database, sources: FundingSources, cache: PermissionCache, policy: PermissionPolicy,
+                 pricing: PricingService) -> None:
         self.db = db
         self.sources = sources
         self.cache = cache
         self.policy = policy
+        self.pricing = pricing
 
     # --- create ------------------------------------------------------------------------------------------------
 
@@ -165,12 +186,15 @@ class PermissionService:
         source = self.sources.source(request.funding_source)
         asset = self.sources.asset_for(request.funding_source, request.asset)
         wallet = source.validate_address(request.user_wallet_address)
-        maximum = self.policy.max_amount_units.get(asset.code)
-        amount = parse_amount(request.requested_amount, asset, "requested_amount", maximum)
-        rate = parse_amount(request.rate_per_hour, asset, "rate_per_hour", maximum)
         duration = self._duration(request.duration_days)
         notify_url = self._notify_url(request.notify_url)
-        authorization = self._signed_authorization(request)
+        if request.funding_source in self.sources.authorizers and request.signed is None:
+            raise InvalidRequest("this funding source needs the wallet's signed authorization",
+                                 code="invalid_signature")
+        terms = await self.terms(request.funding_source, asset, request.requested_amount, request.rate_per_hour,
+                                 request.pricing_currency, request.quote_id)
+        amount, rate = terms.amount, terms.rate
+        authorization = self._signed_authorization(request, asset, terms)
         permission_id = uuid4()
         instructions = await source.prepare_funding(
             FundingRequest(reference=str(permission_id), asset=asset.code, amount_units=amount, payer=wallet,
@@ -188,6 +212,8 @@ class PermissionService:
             if authorization is not None:
                 assert request.signed is not None
                 await record_authorization(work.conn, permission_id, authorization, request.signed.signature)
+            if terms.pricing is not None:
+                await insert_pricing(work.conn, permission_id, terms.pricing)
         signing_key = self.policy.webhook_signing_key
         notify_secret = (permission_secret(signing_key, permission_id)
                          if notify_url is not None and signing_key is not None else None)
@@ -209,49 +235,61 @@ class PermissionService:
                                  code="webhooks_not_configured")
         return validate_notify_url(raw, allow_private=self.policy.allow_private_webhook_targets)
 
+    async def terms(self, funding_source: str, asset: Asset, requested_amount: object, rate_per_hour: object,
+                    pricing_currency: str | None, quote_id: str | None) -> Terms:
+        """The amounts in the asset: as given, or converted from `pricing_currency` at a quote (the one named, or a
+        new one where the wallet signs no amounts)."""
+        maximum = self.policy.max_amount_units.get(asset.code)
+        if pricing_currency is None:
+            if quote_id is not None:
+                raise InvalidRequest("quote_id goes with pricing_currency", code="invalid_request")
+            return Terms(parse_amount(requested_amount, asset, "requested_amount", maximum),
+                         parse_amount(rate_per_hour, asset, "rate_per_hour", maximum))
+        priced = await self.pricing.price(asset, pricing_currency, requested_amount, rate_per_hour, quote_id, maximum,
+                                          quote_required=funding_source in self.sources.authorizers)
+        return Terms(priced.amount_units, priced.rate_units, priced.pricing)
+
     # --- signed terms (Ethereum) ---------------------------------------------------------------------------------
 
-    def typed_data(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
-                   rate_per_hour: object, duration_days: int | None, expiry: object | None,
-                   nonce: object | None) -> dict[str, object]:
-        """The typed data a wallet signs for these terms; a fresh random nonce and an expiry an hour from now
-        unless given."""
-        return self.authorization_for(
-            funding_source, wallet=wallet, asset_code=asset_code, requested_amount=requested_amount,
-            rate_per_hour=rate_per_hour, duration_days=duration_days,
+    async def typed_data(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
+                         rate_per_hour: object, duration_days: int | None, expiry: object | None,
+                         nonce: object | None, pricing_currency: str | None = None,
+                         quote_id: str | None = None) -> dict[str, object]:
+        """The typed data a wallet signs for these terms (in the asset, or converted at the quote named); a fresh
+        random nonce and an expiry an hour from now unless given."""
+        self.sources.ability(self.sources.authorizers, funding_source)
+        asset = self.sources.asset_for(funding_source, asset_code)
+        terms = await self.terms(funding_source, asset, requested_amount, rate_per_hour, pricing_currency, quote_id)
+        return self._authorization(
+            funding_source, wallet=wallet, asset=asset, terms=terms, duration_days=duration_days,
             expiry=expiry if expiry is not None else int(time.time()) + DEFAULT_AUTHORIZATION_SECONDS,
             nonce=nonce if nonce is not None else secrets.randbits(128),
         ).typed_data()
 
-    def authorization_for(self, funding_source: str, *, wallet: str, asset_code: str, requested_amount: object,
-                          rate_per_hour: object, duration_days: int | None, expiry: object,
-                          nonce: object) -> SpendAuthorization:
-        """The terms as the wallet signs them, parsed and normalised exactly as the permission will store them."""
+    def _authorization(self, funding_source: str, *, wallet: str, asset: Asset, terms: Terms,
+                       duration_days: int | None, expiry: object, nonce: object) -> SpendAuthorization:
+        """The terms as the wallet signs them, normalised exactly as the permission will store them."""
         signer = self.sources.ability(self.sources.authorizers, funding_source)
-        asset = self.sources.asset_for(funding_source, asset_code)
-        maximum = self.policy.max_amount_units.get(asset.code)
         return SpendAuthorization(
             chain_id=signer.chain_id,
             wallet=self.sources.source(funding_source).validate_address(wallet),
             spender=signer.service_address,
             asset=signer.asset_contract(asset.code),
-            allowance=parse_amount(requested_amount, asset, "requested_amount", maximum),
-            rate_per_hour=parse_amount(rate_per_hour, asset, "rate_per_hour", maximum),
+            allowance=terms.amount,
+            rate_per_hour=terms.rate,
             duration_days=duration_days if duration_days is not None else self.policy.default_duration_days,
             expiry=parse_uint(expiry, "expiry", MAX_UINT64),
             nonce=parse_uint(nonce, "nonce", MAX_UINT256),
         )
 
-    def _signed_authorization(self, request: PermissionRequest) -> SpendAuthorization | None:
+    def _signed_authorization(self, request: PermissionRequest, asset: Asset,
+                              terms: Terms) -> SpendAuthorization | None:
         """Refuse a create whose signature does not authorize exactly these terms (sources that sign only)."""
         if request.funding_source not in self.sources.authorizers:
             return None
-        if request.signed is None:
-            raise InvalidRequest("this funding source needs the wallet's signed authorization",
-                                 code="invalid_signature")
-        authorization = self.authorization_for(
-            request.funding_source, wallet=request.user_wallet_address, asset_code=request.asset,
-            requested_amount=request.requested_amount, rate_per_hour=request.rate_per_hour,
+        assert request.signed is not None  # create refused it before
+        authorization = self._authorization(
+            request.funding_source, wallet=request.user_wallet_address, asset=asset, terms=terms,
             duration_days=request.duration_days, expiry=request.signed.expiry, nonce=request.signed.nonce,
         )
         check_authorization(authorization, request.signed.signature, signed_chain_id=request.signed.chain_id,
@@ -312,6 +350,8 @@ class PermissionService:
             _REMINDERS.validate_python(row["reminders"]), _OPEN_SESSIONS.validate_python(row["open_sessions"]),
             _CARD.validate_python(row["card"]) if row["card"] is not None else None,
             confirmations_required=self.sources.confirmations_required(permission.funding_source),
+            payout=_PAYOUT.validate_python(row["payout"]) if row["payout"] is not None else None,
+            pricing=_PRICING.validate_python(row["pricing"]) if row["pricing"] is not None else None,
         )
 
     async def wallet_permission_id(self, funding_source: str, address: str) -> UUID:

@@ -9,7 +9,7 @@ recorded as `late` and shown, never credited silently nor dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -18,9 +18,9 @@ from uuid import UUID
 import asyncpg
 
 from billing.charging import refresh_stop_instants
-from billing.ledger import EntryKind, post_entry
+from billing.ledger import settle_sessions
 from billing.vendor_webhooks import enqueue_payment_confirmed
-from kernel.funding import Payment, deep_enough
+from kernel.funding import Payment, required_depth
 
 
 class PermissionStatus(StrEnum):
@@ -180,11 +180,12 @@ class PaymentRow:
     block_height: int | None
     status: PaymentStatus
     first_seen_at: datetime
+    memo: str | None = None  # its ZIP 302 text memo (Zcash), as the wallet reported it
 
 
 # A permission's payments ($1: the permission), oldest first; also read as part of its whole state (one statement).
 PAYMENTS_OF = """
-SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at
+SELECT txid, output_index, amount, confirmations, block_height, status, first_seen_at, memo
   FROM payments WHERE permission_id = $1 ORDER BY first_seen_at, txid, output_index
 """
 
@@ -205,6 +206,19 @@ async def payments_claimed_elsewhere(conn: asyncpg.Connection, funding_source: s
     return [row["txid"] for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """What applying a report did to one permission."""
+
+    permission_id: UUID
+    status_before: PermissionStatus
+    status_after: PermissionStatus
+
+    @property
+    def activated(self) -> bool:
+        return self.status_before != PermissionStatus.ACTIVE and self.status_after == PermissionStatus.ACTIVE
+
+
 async def apply_payments(
     conn: asyncpg.Connection,
     permission_id: UUID,
@@ -212,70 +226,144 @@ async def apply_payments(
     *,
     min_confirmations: int,
 ) -> Permission:
-    """Record what the funding source reports for the permission's address and credit what is deep enough.
-
-    Runs in one transaction under the permission's row lock, so concurrent verifies, watchers and replicas
-    credit each payment exactly once (the unique index on funding ledger entries is the last line of defence).
-    A payment already owned by another permission is ignored here. A payment that was seen before but is no
-    longer reported (reorged out, evicted) goes back to `orphaned` unless it was already credited.
-    """
+    """Record what the funding source reports for the permission's address and credit what is deep enough (see
+    `apply_payment_reports`); the permission as it is afterwards."""
     async with conn.transaction():
-        permission = await get_permission(conn, permission_id, lock=True)
-        if permission is None:
+        if not await apply_payment_reports(conn, {permission_id: seen}, min_confirmations=min_confirmations):
             raise LookupError(f"permission {permission_id} does not exist")
-        creditable = permission.status_at(await conn.fetchval("SELECT now()")) in CREDITABLE_STATES
-        reported = {(p.txid, p.output_index) for p in seen}
-        for payment in seen:
-            await conn.execute(
-                """
-                INSERT INTO payments (funding_source, txid, output_index, asset, amount, permission_id, address,
-                                      confirmations, block_height, block_hash, memo)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                ON CONFLICT (funding_source, txid, output_index) DO UPDATE
-                   SET confirmations = EXCLUDED.confirmations, block_height = EXCLUDED.block_height,
-                       block_hash = EXCLUDED.block_hash, updated_at = now(),
-                       status = CASE WHEN payments.status = 'orphaned' THEN 'seen' ELSE payments.status END
-                 WHERE payments.permission_id = EXCLUDED.permission_id
-                """,
-                permission.funding_source, payment.txid, payment.output_index, permission.asset,
-                payment.amount_units, permission.id, permission.payment_address, payment.confirmations,
-                payment.block_height, payment.block_hash, payment.memo,
-            )
-        known = await conn.fetch(
-            "SELECT id, txid, output_index, amount, confirmations, status FROM payments WHERE permission_id = $1",
-            permission.id,
-        )
-        credited: list[int] = []
-        for row in known:
-            key = (row["txid"], row["output_index"])
-            if row["status"] in PaymentStatus.unsettled() and key not in reported:
-                await conn.execute(
-                    "UPDATE payments SET status = 'orphaned', confirmations = -1, updated_at = now() WHERE id = $1",
-                    row["id"],
-                )
-                continue
-            if row["status"] != PaymentStatus.SEEN or not deep_enough(row["confirmations"], min_confirmations):
-                continue
-            if not creditable:
-                await conn.execute("UPDATE payments SET status = 'late', updated_at = now() WHERE id = $1", row["id"])
-                continue
-            await post_entry(conn, permission.id, EntryKind.FUNDING, row["amount"], payment_id=row["id"],
-                             memo=f"payment {row['txid']}:{row['output_index']}")
-            await conn.execute(
-                "UPDATE payments SET status = 'credited', credited_at = now(), updated_at = now() WHERE id = $1",
-                row["id"],
-            )
-            credited.append(row["id"])
+        return await get_permission(conn, permission_id)  # type: ignore[return-value]
+
+
+async def apply_payment_reports(
+    conn: asyncpg.Connection,
+    reports: Mapping[UUID, Sequence[Payment]],
+    *,
+    min_confirmations: int,
+) -> list[PaymentOutcome]:
+    """For each permission, record every payment its funding source reports for it and credit what is deep enough;
+    a few set-based statements whatever the number of permissions (the payment watcher applies a whole block's
+    payments at once).
+
+    Runs in one transaction under the permissions' row locks (taken in id order), so concurrent verifies, watchers
+    and replicas credit each payment exactly once (the unique index on funding ledger entries is the last line of
+    defence). A report is complete: a payment seen before but no longer reported (reorged out, evicted) goes back
+    to `orphaned` unless it was already settled. A payment already owned by another permission is ignored here. A
+    deep-enough payment to a permission that can no longer take it (expired, closed, suspended) becomes `late`.
+    What the permission's sessions accrued is settled before its funding entries, as `post_entry` does, so the
+    ledger's running balance reads in order.
+    """
+    ids = sorted(reports)
+    reported: dict[tuple[str, int], tuple[UUID, Payment]] = {}
+    for permission_id in ids:
+        for payment in reports[permission_id]:
+            reported.setdefault((payment.txid, payment.output_index), (permission_id, payment))
+    rows = list(reported.values())
+    async with conn.transaction():
+        before = {
+            record["id"]: PermissionStatus(record["status"])
+            for record in await conn.fetch(
+                "SELECT id, status FROM permissions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", ids)
+        }
+        ids = sorted(before)
         await conn.execute(
             """
-            UPDATE permissions
-               SET status = 'active', activated_at = coalesce(activated_at, now()), updated_at = now()
-             WHERE id = $1 AND expires_at > now() AND balance > 0
-               AND ((status = 'pending_payment' AND funded_amount >= approved_amount) OR status = 'exhausted')
+            INSERT INTO payments (funding_source, txid, output_index, asset, amount, permission_id, address,
+                                  confirmations, block_height, block_hash, memo)
+            SELECT p.funding_source, r.txid, r.output_index, p.asset, r.amount, p.id, p.payment_address,
+                   r.confirmations, r.block_height, r.block_hash, r.memo
+              FROM unnest($1::uuid[], $2::text[], $3::int[], $4::numeric[], $5::int[], $6::bigint[], $7::text[],
+                          $8::text[])
+                   AS r(permission_id, txid, output_index, amount, confirmations, block_height, block_hash, memo)
+              JOIN permissions p ON p.id = r.permission_id
+            ON CONFLICT (funding_source, txid, output_index) DO UPDATE
+               SET confirmations = EXCLUDED.confirmations, block_height = EXCLUDED.block_height,
+                   block_hash = EXCLUDED.block_hash, updated_at = now(),
+                   status = CASE WHEN payments.status = 'orphaned' THEN 'seen' ELSE payments.status END
+             WHERE payments.permission_id = EXCLUDED.permission_id
             """,
-            permission.id,
+            [pid for pid, _ in rows], [p.txid for _, p in rows], [p.output_index for _, p in rows],
+            [p.amount_units for _, p in rows], [p.confirmations for _, p in rows], [p.block_height for _, p in rows],
+            [p.block_hash for _, p in rows], [p.memo for _, p in rows],
         )
-        await refresh_stop_instants(conn, [permission.id])  # more money (or a revived permission) runs longer
+        await conn.execute(
+            """
+            UPDATE payments q SET status = 'orphaned', confirmations = -1, updated_at = now()
+             WHERE q.permission_id = ANY($1::uuid[]) AND q.status IN ('seen', 'orphaned')
+               AND NOT (q.status = 'orphaned' AND q.confirmations = -1)
+               AND NOT EXISTS (SELECT 1 FROM unnest($2::uuid[], $3::text[], $4::int[]) AS r(permission_id, txid,
+                                                                                           output_index)
+                                WHERE r.permission_id = q.permission_id AND r.txid = q.txid
+                                  AND r.output_index = q.output_index)
+            """,
+            ids, [pid for pid, _ in rows], [p.txid for _, p in rows], [p.output_index for _, p in rows],
+        )
+        depth = required_depth(min_confirmations)
+        creditable = sorted(CREDITABLE_STATES)
+        await conn.execute(
+            """
+            UPDATE payments q SET status = 'late', updated_at = now()
+              FROM permissions p
+             WHERE q.permission_id = ANY($1::uuid[]) AND q.status = 'seen' AND q.confirmations >= $2
+               AND p.id = q.permission_id AND NOT (p.status = ANY($3::text[]) AND p.expires_at > now())
+            """,
+            ids, depth, creditable,
+        )
+        due = await conn.fetch(
+            """
+            SELECT q.id, q.permission_id, p.accrued_amount > 0 AS accrued
+              FROM payments q JOIN permissions p ON p.id = q.permission_id
+             WHERE q.permission_id = ANY($1::uuid[]) AND q.status = 'seen' AND q.confirmations >= $2
+               AND p.status = ANY($3::text[]) AND p.expires_at > now()
+            """,
+            ids, depth, creditable,
+        )
+        for permission_id in sorted({row["permission_id"] for row in due if row["accrued"]}):
+            await settle_sessions(conn, permission_id)
+        credited = [row["id"] for row in due]
+        if credited:
+            await _post_funding_entries(conn, credited)
+        await refresh_stop_instants(conn, ids)  # more money (or a revived permission) runs longer
         if credited:
             await enqueue_payment_confirmed(conn, credited)
-        return await get_permission(conn, permission.id)  # type: ignore[return-value]
+        after = await conn.fetch("SELECT id, status FROM permissions WHERE id = ANY($1::uuid[])", ids)
+    return [PaymentOutcome(record["id"], before[record["id"]], PermissionStatus(record["status"])) for record in after]
+
+
+async def _post_funding_entries(conn: asyncpg.Connection, payment_ids: Sequence[int]) -> None:
+    """Credit these deep-enough payments: one `funding` ledger entry each, in id order per permission, with the
+    balance after it; the balance and funded amount grow by the same total (`post_entry`'s arithmetic, for many
+    entries in one statement), and a permission this funds (pending, now paid in full) or revives (exhausted)
+    becomes active in the same row update. The permissions' accruals are settled already."""
+    await conn.execute(
+        """
+        WITH due AS (
+            SELECT q.id, q.permission_id, q.amount, q.txid, q.output_index,
+                   sum(q.amount) OVER (PARTITION BY q.permission_id ORDER BY q.id) AS running
+              FROM payments q WHERE q.id = ANY($1::bigint[])
+        ), totals AS (
+            SELECT permission_id, sum(amount) AS amount FROM due GROUP BY permission_id
+        ), funded AS (
+            UPDATE permissions p
+               SET balance = p.balance + t.amount, funded_amount = p.funded_amount + t.amount, updated_at = now(),
+                   status = CASE WHEN p.expires_at > now()
+                                      AND ((p.status = 'pending_payment'
+                                            AND p.funded_amount + t.amount >= p.approved_amount)
+                                           OR p.status = 'exhausted')
+                                 THEN 'active' ELSE p.status END,
+                   activated_at = CASE WHEN p.expires_at > now() AND p.status = 'pending_payment'
+                                            AND p.funded_amount + t.amount >= p.approved_amount
+                                       THEN coalesce(p.activated_at, now()) ELSE p.activated_at END
+              FROM totals t WHERE p.id = t.permission_id
+            RETURNING p.id, p.balance + p.accrued_amount - t.amount AS settled_before
+        ), credited AS (
+            UPDATE payments q SET status = 'credited', credited_at = now(), updated_at = now()
+              FROM due WHERE q.id = due.id
+        )
+        INSERT INTO ledger_entries (permission_id, kind, amount, balance_after, payment_id, memo)
+        SELECT d.permission_id, 'funding', d.amount, f.settled_before + d.running, d.id,
+               'payment ' || d.txid || ':' || d.output_index
+          FROM due d JOIN funded f ON f.id = d.permission_id
+         ORDER BY d.permission_id, d.id
+        """,
+        list(payment_ids),
+    )

@@ -16,8 +16,11 @@ from kernel.funding import (
     ChecksNetwork,
     FundingSource,
     ReadsCardEvents,
+    ReadsOutgoingTransfers,
     ReadsWalletBalance,
     RefundsPayments,
+    ScansPayments,
+    SendsRefunds,
     SignsSpendAuthorizations,
 )
 
@@ -40,8 +43,14 @@ class FundingSources:
             name: source for name, source in self.all.items() if isinstance(source, SignsSpendAuthorizations)}
         self.card_events: dict[str, ReadsCardEvents] = {
             name: source for name, source in self.all.items() if isinstance(source, ReadsCardEvents)}
+        self.scanners: dict[str, ScansPayments] = {
+            name: source for name, source in self.all.items() if isinstance(source, ScansPayments)}
         self.network_checkers: dict[str, ChecksNetwork] = {
             name: source for name, source in self.all.items() if isinstance(source, ChecksNetwork)}
+        self.refund_senders: dict[str, SendsRefunds] = {
+            name: source for name, source in self.all.items() if isinstance(source, SendsRefunds)}
+        self.payout_readers: dict[str, ReadsOutgoingTransfers] = {
+            name: source for name, source in self.all.items() if isinstance(source, ReadsOutgoingTransfers)}
 
     async def check_networks(self) -> None:
         """At start-up: each chain's node must serve the configured network (NetworkMismatch stops the start). A

@@ -15,6 +15,7 @@ after a timeout. This client runs on aiohttp instead:
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -124,6 +125,7 @@ class JsonRpcClient:
         session: aiohttp.ClientSession | None = None,
         retry_attempts: int = 4,
         retry_backoff: float = 0.2,
+        max_batch_calls: int = 500,
     ) -> None:
         self.url = url
         # Credentials never appear in messages: the endpoint is named without them.
@@ -143,6 +145,7 @@ class JsonRpcClient:
         self._retry_attempts = max(retry_attempts, 1)
         self._retry_backoff = retry_backoff
         self._batches_refused = False
+        self._max_batch_calls = max_batch_calls
 
     async def call(self, method: str, *params: Any) -> Any:
         """Call a read-only method; retried while the node is unreachable or warming up."""
@@ -161,12 +164,15 @@ class JsonRpcClient:
             raise
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Several read-only calls in one HTTP request (a JSON array). Each item of the answer is the call's
-        result or its RpcError, in the order of `calls`. Falls back to separate calls if the server refuses
-        batches."""
-        if not calls:
-            return []
-        return await self._with_retries("batch", lambda: self._batch_once(calls))
+        """Several read-only calls in as few HTTP requests as possible (JSON arrays of at most `max_batch_calls`
+        calls, so no request grows past what a node accepts: zcashd and jsonrpsee refuse large bodies). Each item
+        of the answer is the call's result or its RpcError, in the order of `calls`. Falls back to separate calls
+        if the server refuses batches."""
+        results: list[Any] = []
+        for start in range(0, len(calls), self._max_batch_calls):
+            chunk = calls[start:start + self._max_batch_calls]
+            results += await self._with_retries("batch", functools.partial(self._batch_once, chunk))
+        return results
 
     async def close(self) -> None:
         """Close the HTTP session if this client created it."""

@@ -22,6 +22,7 @@ from gateway import (
     openapi,
     pages,
     permissions,
+    pricing,
     sessions,
     vendor,
     vendor_keys,
@@ -81,13 +82,14 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(events.session_event_hub)  # after the runtime: closes first
     faces.setup_templates(app)
     app.cleanup_ctx.append(rate_limiter)
-    app.add_routes(permissions.routes("zcash"))
+    app.add_routes(permissions.routes("zcash", refunds=True))
     app.add_routes(permissions.zcash_routes)
     app.add_routes(ethereum.routes())
     app.add_routes(card.routes())
     app.add_routes(sessions.routes)
     app.add_routes(events.routes)
     app.add_routes(admin.routes)
+    app.add_routes(pricing.routes)
     app.add_routes(health.routes)
     app.add_routes(vendor.routes)
     app.add_routes(vendor_keys.routes)

@@ -81,10 +81,14 @@ class EthereumBalanceView(BaseModel):
            Parameter("duration_days", "Days the permission lasts", {"type": "string", "pattern": "^[0-9]+$"}),
            Parameter("asset", "ETH (default) or an accepted ERC-20 symbol", {"type": "string"}),
            Parameter("expiry", "Unix seconds until which the signature may be presented (default: in an hour)"),
-           Parameter("nonce", "uint256 (default: random)"))))
+           Parameter("nonce", "uint256 (default: random)"),
+           Parameter("pricing_currency", "USD: the amounts are dollars, converted at the quote named",
+                     {"type": "string", "examples": ["USD"]}),
+           Parameter("quote_id", "The quote (`POST /api/v1/quotes`) to convert at, with pricing_currency",
+                     {"type": "string", "format": "uuid"}))))
 async def typed_data(request: web.Request) -> web.Response:
-    """The EIP-712 typed data for the terms in the query; a fresh random nonce and an expiry one hour from now
-    unless the query names them."""
+    """The EIP-712 typed data for the terms in the query (in the asset, or in USD converted at a quote); a fresh
+    random nonce and an expiry one hour from now unless the query names them."""
     query = request.query
     missing = [name for name in ("user_wallet_address", "requested_amount", "rate_per_hour") if name not in query]
     if missing:
@@ -94,11 +98,11 @@ async def typed_data(request: web.Request) -> web.Response:
     if raw_duration is not None and duration is None:
         raise InvalidRequest(f"duration_days must be a whole number up to {MAX_DURATION_DAYS}",
                              code="invalid_duration")
-    return json_response(request.app[SERVICES].permissions.typed_data(
+    return json_response(await request.app[SERVICES].permissions.typed_data(
         FUNDING_SOURCE, wallet=query["user_wallet_address"], asset_code=query.get("asset", "ETH"),
         requested_amount=query["requested_amount"], rate_per_hour=query["rate_per_hour"],
         duration_days=duration, expiry=query.get("expiry"),
-        nonce=query.get("nonce"),
+        nonce=query.get("nonce"), pricing_currency=query.get("pricing_currency"), quote_id=query.get("quote_id"),
     ))
 
 
@@ -129,6 +133,7 @@ def routes() -> list[web.RouteDef]:
     """Every Ethereum route; the typed-data route comes before the permission family's `/{id}`."""
     return [
         web.get(f"/api/v1/{FUNDING_SOURCE}/permissions/typed-data", typed_data),
-        *permission_routes(FUNDING_SOURCE, create_body=EthereumCreatePermissionRequest, verify_body=VerifyRequest),
+        *permission_routes(FUNDING_SOURCE, create_body=EthereumCreatePermissionRequest, verify_body=VerifyRequest,
+                           refunds=True),
         web.get(f"/api/v1/{FUNDING_SOURCE}/balance/{{address}}", balance),
     ]

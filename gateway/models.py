@@ -61,6 +61,12 @@ class CreatePermissionRequest(RequestModel):
     asset: Annotated[str, StringConstraints(min_length=1, max_length=16), PlainText] | None = None
     notify_url: Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)] | None = Field(
         default=None, description="http(s) URL that receives the permission's reminders as signed webhooks")
+    pricing_currency: Annotated[str, StringConstraints(min_length=1, max_length=8, strip_whitespace=True)] | None = (
+        Field(default=None, description="USD: `requested_amount` and `rate_per_hour` are dollars, converted to the "
+                                        "asset at a locked rate", examples=["USD"]))
+    quote_id: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)] | None = Field(
+        default=None, description="The quote (`POST /api/v1/quotes`) to convert at, within its lock window "
+                                  "(required for Ethereum, whose wallet signs the converted amounts)")
 
     def permission_request(self, funding_source: str, default_asset: str) -> PermissionRequest:
         """What billing checks and stores; sources with richer bodies add their own parts."""
@@ -68,6 +74,7 @@ class CreatePermissionRequest(RequestModel):
             funding_source=funding_source, asset=self.asset or default_asset,
             user_wallet_address=self.user_wallet_address, requested_amount=self.requested_amount,
             rate_per_hour=self.rate_per_hour, duration_days=self.duration_days, notify_url=self.notify_url,
+            pricing_currency=self.pricing_currency, quote_id=self.quote_id,
         )
 
 
@@ -77,6 +84,40 @@ class VerifyRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"tx_hashes": ["0x" + "ab" * 32]}]})
 
     tx_hashes: Annotated[list[TxHash], Field(max_length=MAX_TX_HASHES)] = Field(default_factory=list)
+
+
+class RefundRequest(RequestModel):
+    """Where a Zcash refund goes (default: the permission's wallet). An Ethereum refund always goes to the wallet
+    that signed the permission."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refund_address": EXAMPLE_ZCASH_WALLET}]})
+
+    refund_address: Address | None = None
+
+
+class CreateQuoteRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"asset": "ZEC", "pricing_currency": "USD"}]})
+
+    asset: Annotated[str, StringConstraints(min_length=1, max_length=16, strip_whitespace=True)]
+    pricing_currency: Annotated[str, StringConstraints(min_length=1, max_length=8, strip_whitespace=True)]
+
+
+class ResolvePayoutRequest(RequestModel):
+    """The operator's word on a send whose outcome the node cannot tell."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "outcome": "sent", "txid": "4f" * 32, "note": "found in the wallet after the node's restart"}]})
+
+    outcome: Literal["sent", "not_sent"] = Field(
+        description="`sent` (name its txid) or `not_sent` (it is sent again by the refunds job)")
+    txid: Annotated[str, StringConstraints(min_length=1, max_length=70, strip_whitespace=True)] | None = None
+    note: Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)] = ""
+
+
+class OfferPayoutTransactionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tx_hash": "0x" + "ab" * 32}]})
+
+    tx_hash: TxHash
 
 
 class CreateSessionRequest(RequestModel):
@@ -119,6 +160,69 @@ class PaymentView(BaseModel):
     confirmations: int
     block_height: int | None
     status: Literal["seen", "credited", "late", "orphaned"]
+    memo: str | None = Field(default=None, description="The payment's ZIP 302 text memo, if it had one")
+    memo_permission_id: str | None = Field(
+        default=None, description="The permission its memo names, when it names one (the payment still counts for "
+                                  "the permission whose address it reached)")
+
+
+PayoutStatusName = Literal["not_needed", "pending", "sending", "submitted", "unknown", "sent", "paid"]
+
+
+class PayoutView(BaseModel):
+    """A refund's payout: what left the permission, what goes where, and how far it got."""
+
+    payout_id: str
+    permission_id: str
+    funding_source: str
+    asset: str
+    method: Literal["gateway_send", "operator_payout"] = Field(
+        description="`gateway_send`: the gateway sends it (Zcash); `operator_payout`: the operator pays it from the "
+                    "service address (Ethereum; the gateway holds no key)")
+    status: PayoutStatusName = Field(
+        description="not_needed (nothing to send); gateway sends: pending, sending, submitted, unknown "
+                    "(being reconciled with the node), sent; operator payouts: pending, paid")
+    destination: str
+    refund_amount: AmountString = Field(description="What left the permission's balance")
+    network_fee: AmountString = Field(description="Kept back for the network fee of the send (Zcash)")
+    amount: AmountString = Field(description="What reaches the destination")
+    memo: str | None
+    txid: str | None
+    block_height: int | None
+    operation_id: str | None
+    attempts: int
+    last_error: str | None
+    resolved_note: str | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+
+
+class PayoutListView(BaseModel):
+    payouts: list[PayoutView]
+
+
+class QuoteView(BaseModel):
+    quote_id: str
+    asset: str
+    pricing_currency: str
+    rate: str = Field(description="Units of the currency per one whole unit of the asset, exactly as the provider "
+                                  "gave it", examples=["30.00"])
+    rate_source: str = Field(description="The URL the rate was read from")
+    rate_time: str = Field(description="When the rate held (the provider's answer time)")
+    locked_until: str = Field(description="Amounts converted at this rate hold until then")
+
+
+class PricingView(BaseModel):
+    """A fiat-priced permission's terms in its currency and the quote its amounts were converted at."""
+
+    pricing_currency: str
+    requested_amount: str = Field(examples=["20.00"])
+    rate_per_hour: str = Field(examples=["5.00"])
+    quote: QuoteView
+    locked: bool = Field(description="Whether the quote's lock window is still open")
+    requotes: int = Field(description="How often the permission was re-quoted (unpaid past the window)")
+    amount_due: AmountString = Field(description="The crypto amount due at this quote (`amount_to_pay`)")
 
 
 class ReminderView(BaseModel):
@@ -165,9 +269,12 @@ class PermissionView(BaseModel):
     checkout_url: str | None = Field(
         default=None, description="Where a payer pays: the gateway's checkout page (card: the Stripe Checkout page)")
     payment_uri: str | None = Field(
-        default=None, description="ZIP-321 (Zcash) or EIP-681 (Ethereum) URI for a wallet or a QR code: what is "
-                                  "still missing, or any amount (a top-up) once funded; null for card",
-        examples=["zcash:u1qqq...?amount=10"])
+        default=None, description="ZIP-321 (Zcash, with a memo naming the permission) or EIP-681 (Ethereum) URI "
+                                  "for a wallet or a QR code: what is still missing, or any amount (a top-up) once "
+                                  "funded; null for card",
+        examples=["zcash:u1qqq...?amount=10&memo=UGF5R28gcGVybWlzc2lvbiAuLi4"])
+    refund: PayoutView | None = Field(default=None, description="The refund of its unused balance, once asked for")
+    pricing: PricingView | None = Field(default=None, description="Set when it was asked for in a fiat currency")
 
 
 class CreatedPermissionView(PermissionView):

@@ -9,11 +9,18 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from billing.permission_service import PermissionState
-from gateway.auth import is_operator, parse_uuid, required_token, token_permission
+from gateway.auth import is_operator, parse_uuid, require_permission_access, required_token, token_permission
 from gateway.faces import checkout_url
 from gateway.http import json_response, read_body
 from gateway.keys import SERVICES
-from gateway.models import BalanceView, CreatedPermissionView, CreatePermissionRequest, PermissionView, VerifyRequest
+from gateway.models import (
+    BalanceView,
+    CreatedPermissionView,
+    CreatePermissionRequest,
+    PermissionView,
+    RefundRequest,
+    VerifyRequest,
+)
 from gateway.openapi import Auth, Operation, Parameter, describe
 from gateway.views import balance_view, permission_answer
 
@@ -21,11 +28,12 @@ DEFAULT_ASSET = {"zcash": "ZEC", "ethereum": "ETH", "card": "USD"}
 
 
 def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = CreatePermissionRequest,
-           verify_body: type[VerifyRequest] | None = None,
-           extra_view: type[BaseModel] | None = None) -> list[web.RouteDef]:
+           verify_body: type[VerifyRequest] | None = None, extra_view: type[BaseModel] | None = None,
+           refunds: bool = False) -> list[web.RouteDef]:
     """The routes for one funding source; each handler knows which source it serves. A source may read a richer
     create body (`create_body`: it builds the request billing checks) and name transactions to verify
-    (`verify_body`); `extra_view` describes the fields its answers add (for the API description)."""
+    (`verify_body`); `extra_view` describes the fields its answers add (for the API description); `refunds` adds
+    the refund of the unused balance (chain sources; card refunds have their own route)."""
     base = f"/api/v1/{funding_source}/permissions"
     extra = (extra_view,) if extra_view is not None else ()
     holder = (Auth.PERMISSION_TOKEN, Auth.OPERATOR_KEY)
@@ -85,11 +93,29 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         return json_response(_answer(request, await permissions.state_for_wallet(permission_id, funding_source,
                                                                                   address)))
 
+    @describe(Operation(
+        summary=f"Refund the unused balance of a {funding_source} permission and close it", tag=tag, auth=holder,
+        body=RefundRequest, body_required=False, response=(PermissionView, *extra), errors=(403, 404, 409, 422, 503),
+        path_parameters=path_id,
+        description="Open sessions are ended and charged first; then the whole balance leaves the permission (a "
+                    "`refund` ledger entry) and the permission is `closed`. Zcash: the balance minus the network "
+                    "fee (`refund.network_fee`) is sent from the service account to `refund_address` (default: "
+                    "the wallet), once; `refund.txid` names the transaction. Ethereum: a payout order to the "
+                    "signing wallet that the operator pays; `refund.status` turns `paid` when the gateway sees "
+                    "it. Asking again answers the same refund."))
+    async def refund(request: web.Request) -> web.Response:
+        permission_id = parse_uuid(request.match_info["id"], "permission")
+        await require_permission_access(request, permission_id)
+        body = await read_body(request, RefundRequest) if await request.read() else RefundRequest()
+        state = await request.app[SERVICES].refunds.refund(permission_id, funding_source, body.refund_address)
+        return json_response(_answer(request, state))
+
     return [
         web.post(base, create),
         web.get(f"{base}/wallet/{{address}}", for_wallet),
         web.get(f"{base}/{{id}}", show),
         web.post(f"{base}/{{id}}/verify", verify),
+        *([web.post(f"{base}/{{id}}/refund", refund)] if refunds else []),
     ]
 
 

@@ -6,8 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from billing.direct_charges import DirectCharge
+from billing.payment_uri import permission_named_by
 from billing.permission_service import BalanceReport, PermissionState
-from billing.permissions import PaymentStatus
+from billing.permissions import PaymentRow, PaymentStatus
+from billing.pricing import Pricing, Quote
+from billing.refunds import Payout
 from billing.reminders import projected_run_out_at
 from billing.session_service import SessionState
 from gateway.models import (
@@ -15,7 +18,10 @@ from gateway.models import (
     CardPermissionFields,
     DirectChargeView,
     PaymentView,
+    PayoutView,
     PermissionView,
+    PricingView,
+    QuoteView,
     ReminderView,
     SessionEndView,
     SessionView,
@@ -74,11 +80,7 @@ def permission_view(state: PermissionState, asset: Asset) -> PermissionView:
         amount_missing=format_amount(max(0, p.approved_amount - p.funded_amount), asset),
         confirmations_required=state.confirmations_required,
         confirmations_seen=min(live) if live else None,
-        payments=[
-            PaymentView(txid=pay.txid, output_index=pay.output_index, amount=format_amount(pay.amount, asset),
-                        confirmations=pay.confirmations, block_height=pay.block_height, status=pay.status)
-            for pay in state.payments
-        ],
+        payments=[payment_view(pay, asset) for pay in state.payments],
         created_at=iso(p.created_at),
         activated_at=iso(p.activated_at),
         expires_at=iso(p.expires_at),
@@ -88,6 +90,44 @@ def permission_view(state: PermissionState, asset: Asset) -> PermissionView:
         projected_run_out_at=iso(projected_run_out_at(p, state.open_sessions, state.now)),
         reminders=[ReminderView(kind=r.kind, queued_at=iso(r.queued_at), delivery_status=r.delivery_status,
                                 delivered_at=iso(r.delivered_at)) for r in state.reminders],
+        refund=payout_view(state.payout) if state.payout is not None else None,
+        pricing=pricing_view(state.pricing, p.approved_amount, asset, state.now) if state.pricing else None,
+    )
+
+
+def payment_view(pay: PaymentRow, asset: Asset) -> PaymentView:
+    named = permission_named_by(pay.memo)
+    return PaymentView(txid=pay.txid, output_index=pay.output_index, amount=format_amount(pay.amount, asset),
+                       confirmations=pay.confirmations, block_height=pay.block_height, status=pay.status,
+                       memo=pay.memo, memo_permission_id=str(named) if named is not None else None)
+
+
+def payout_view(payout: Payout) -> PayoutView:
+    asset = Asset(payout.asset, payout.asset_decimals, payout.funding_source)
+    return PayoutView(
+        payout_id=str(payout.id), permission_id=str(payout.permission_id), funding_source=payout.funding_source,
+        asset=payout.asset, method=payout.method, status=payout.status, destination=payout.destination,
+        refund_amount=format_amount(payout.refund_amount, asset), network_fee=format_amount(payout.network_fee, asset),
+        amount=format_amount(payout.amount, asset), memo=payout.memo, txid=payout.txid,
+        block_height=payout.block_height, operation_id=payout.operation_id, attempts=payout.attempts,
+        last_error=payout.last_error, resolved_note=payout.resolved_note, created_at=iso(payout.created_at) or "",
+        updated_at=iso(payout.updated_at) or "", completed_at=iso(payout.completed_at),
+    )
+
+
+def quote_view(quote: Quote) -> QuoteView:
+    return QuoteView(quote_id=str(quote.id), asset=quote.asset, pricing_currency=quote.currency,
+                     rate=format(quote.rate, "f"), rate_source=quote.source, rate_time=iso(quote.rate_time) or "",
+                     locked_until=iso(quote.locked_until) or "")
+
+
+def pricing_view(pricing: Pricing, amount_due: int, asset: Asset, now: datetime) -> PricingView:
+    money = pricing.currency_asset
+    return PricingView(
+        pricing_currency=pricing.currency, requested_amount=format_amount(pricing.requested_amount, money),
+        rate_per_hour=format_amount(pricing.rate_per_hour, money), quote=quote_view(pricing.quote),
+        locked=now < pricing.quote.locked_until, requotes=pricing.requotes,
+        amount_due=format_amount(amount_due, asset),
     )
 
 

@@ -1,8 +1,9 @@
-"""The `paygo` command: serve, migrate, vendor (create, rotate-key, revoke-key, keys), report, zcash-regtest.
+"""The `paygo` command: serve, migrate, vendor (create, rotate-key, revoke-key, keys), report, payouts,
+zcash-regtest.
 
 `paygo serve` with no configuration runs on embedded defaults: the machine's PostgreSQL (or a private one under
-./.paygo/), the Zcash regtest stand-in in-process, and no Redis. It prints what it chose, the next commands to try,
-and last the checkout page of a demo permission waiting for payment.
+./.paygo/), the Zcash regtest stand-in and the rate stand-in in-process, and no Redis. It prints what it chose,
+the next commands to try, and last the checkout page of a demo permission waiting for payment.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from uuid import UUID
 from aiohttp import web
 
 from billing.permission_service import PermissionRequest
+from billing.refunds import PayoutStatus
 from billing.report_service import VIEW_NAMES
 from billing.services import Services
 from chains.zcash_address import ZcashNetwork, encode_transparent
@@ -27,6 +29,7 @@ from gateway.app import create_app
 from gateway.faces import checkout_path
 from gateway.keys import SERVICES
 from gateway.observability import METRICS
+from gateway.views import payout_view
 from kernel.errors import PayGoError
 from paygo.embedded import find_or_start_postgres
 from paygo.logs import configure_logging
@@ -34,6 +37,7 @@ from paygo.report import format_table, operator_report
 from paygo.settings import Settings, SettingsError, parse_listen
 from paygo.wiring import apply_pending_migrations, intervals, open_runtime
 from paygo.workers import running_workers, start_gateway, wait_for_signal
+from regtest.rates import start_rate_standin
 from regtest.zcash_node import start_zcash_regtest
 from scheduler.runner import running_scheduler
 
@@ -106,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="rows per view (default 50)")
     report.set_defaults(run=_report)
 
+    payouts = commands.add_parser("payouts", help="list the payouts of refunds (Ethereum orders to pay, Zcash sends)")
+    payouts.add_argument("--status", action="append", choices=list(PayoutStatus),
+                         help="only this status (repeatable), e.g. --status pending --status unknown")
+    payouts.add_argument("--limit", type=_positive_int, default=100, metavar="N", help="rows (default 100)")
+    payouts.set_defaults(run=_payouts)
+
     regtest = commands.add_parser("zcash-regtest", help="run the zcashd-compatible regtest stand-in (tests, demos)")
     regtest.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:18232")
     regtest.add_argument("--rpcuser", required=True)
@@ -169,6 +179,14 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             })})
             log.info("ZCASH_RPC_URL is not set: running the Zcash regtest stand-in in-process at %s "
                      "(user %s) — test money only", node.url, rpc_user)
+        if embedded_demo and settings.pricing.rate_provider_url is None:
+            rates = await start_rate_standin()
+            stack.push_async_callback(rates.stop)
+            settings = settings.model_copy(update={"pricing": settings.pricing.model_copy(update={
+                "rate_provider_url": rates.url})})
+            log.info("RATE_PROVIDER_URL is not set: running the rate stand-in in-process at %s (ZEC at %s USD, "
+                     "ETH at %s USD) — test rates only", rates.url, rates.stand_in.rates["ZEC-USD"],
+                     rates.stand_in.rates["ETH-USD"])
         generated_admin_key = None
         if settings.admin_api_key is None and embedded_demo:
             generated_admin_key = "pga_" + secrets.token_urlsafe(24)
@@ -300,6 +318,18 @@ async def _vendor_keys(args: argparse.Namespace, settings: Settings) -> int:
 async def _report(args: argparse.Namespace, settings: Settings) -> int:
     async with _services(settings) as services:
         print(operator_report(await services.reports.operator_views(args.view or VIEW_NAMES, args.limit)), end="")
+    return 0
+
+
+async def _payouts(args: argparse.Namespace, settings: Settings) -> int:
+    async with _services(settings) as services:
+        payouts = await services.refunds.list(statuses=frozenset(args.status) if args.status else None,
+                                              limit=args.limit)
+    views = [payout_view(payout) for payout in payouts]
+    print(format_table(
+        ["payout_id", "source", "status", "amount", "asset", "destination", "txid", "created_at"],
+        [(v.payout_id, v.funding_source, v.status, v.amount, v.asset, v.destination, v.txid or "", v.created_at)
+         for v in views]))
     return 0
 
 

@@ -132,6 +132,8 @@ class ZcashSettings(_Group):
     rpc_flavor: Annotated[Literal["auto", "zcashd", "zallet"], _LOWERCASE] = Field("auto", alias="ZCASH_RPC_FLAVOR")
     rpc_timeout_seconds: int = Field(10, alias="ZCASH_RPC_TIMEOUT_SECONDS", ge=1)
     max_amount_units: int = Field(1000 * ZEC.unit, alias="ZCASH_MAX_PERMISSION_AMOUNT")
+    # per-permission addresses also get a P2PKH receiver (wallets that cannot send shielded)
+    transparent_receivers: bool = Field(False, alias="ZCASH_TRANSPARENT_RECEIVERS")
 
     @field_validator("max_amount_units", mode="before")
     @classmethod
@@ -239,6 +241,17 @@ class RetentionSettings(_Group):
     prune_interval_seconds: int = Field(3600, alias="PRUNE_INTERVAL_SECONDS", ge=1)
 
 
+class PricingSettings(_Group):
+    """Fiat-priced permissions: where rates come from (a spot-price API shaped like Coinbase's; unset: the
+    in-process stand-in with `paygo serve`'s embedded default, else no fiat pricing), how long a quoted rate holds,
+    how old a rate may be, and how long the provider may take."""
+
+    rate_provider_url: str | None = Field(None, alias="RATE_PROVIDER_URL", repr=False)
+    rate_lock_seconds: int = Field(120, alias="RATE_LOCK_SECONDS", ge=1)
+    rate_max_age_seconds: int = Field(60, alias="RATE_MAX_AGE_SECONDS", ge=1)
+    rate_timeout_seconds: int = Field(5, alias="RATE_TIMEOUT_SECONDS", ge=1)
+
+
 class DatabaseSettings(_Group):
     """How the processes reach PostgreSQL beyond DATABASE_URL: a direct connection for what a transaction-pooling
     PgBouncer cannot carry (migrations under a session-level advisory lock), a streaming replica for reads that may
@@ -275,8 +288,6 @@ class EthereumSettings(_Group):
     accepted_tokens: tuple[tuple[Token, int], ...] = Field((), alias="ETH_TOKENS")
     eth_max_amount_units: int = Field(100 * ETH.unit, alias="ETH_MAX_PERMISSION_AMOUNT")
     rpc_timeout_seconds: int = Field(10, alias="ETH_RPC_TIMEOUT_SECONDS", ge=1)
-    # how far back the payment watcher looks for payments nobody named
-    discovery_blocks: int = Field(256, alias="ETH_DISCOVERY_BLOCKS", ge=1)
 
     @property
     def tokens(self) -> tuple[Token, ...]:
@@ -374,6 +385,7 @@ class Settings(_Group):
     operations: OperationsSettings
     perimeter: PerimeterSettings
     retention: RetentionSettings
+    pricing: PricingSettings
     database: DatabaseSettings
     serving: ServingSettings
     ethereum: EthereumSettings | None
@@ -403,8 +415,9 @@ class Settings(_Group):
         return _load(cls, env, zcash=_load(ZcashSettings, env), scheduler=_load(SchedulerSettings, env),
                      notifications=_load(NotificationSettings, env), operations=_load(OperationsSettings, env),
                      perimeter=_load(PerimeterSettings, env), retention=_load(RetentionSettings, env),
-                     database=_load(DatabaseSettings, env), serving=_load(ServingSettings, env),
-                     ethereum=_load_optional(EthereumSettings, env), card=_load_optional(CardSettings, env))
+                     pricing=_load(PricingSettings, env), database=_load(DatabaseSettings, env),
+                     serving=_load(ServingSettings, env), ethereum=_load_optional(EthereumSettings, env),
+                     card=_load_optional(CardSettings, env))
 
 
 _G = TypeVar("_G", bound=_Group)

@@ -29,6 +29,7 @@ from billing.services import ServicePolicies, Services, build_services
 from billing.sources import FundingSources
 from chains.card import CardFundingSource
 from chains.ethereum import EthereumFundingSource
+from chains.rates import SpotRateProvider
 from chains.zcash import ZcashFundingSource
 from kernel.assets import ETH, USD, ZEC, Asset, AssetRegistry
 from kernel.funding import FundingSource
@@ -56,6 +57,7 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             wallet_url=zcash.rpc_url, node_url=zcash.node_rpc_url, user=zcash.rpc_user, password=zcash.rpc_password,
             network=zcash.network, min_confirmations=zcash.min_confirmations, account=zcash.service_wallet,
             personality=zcash.rpc_flavor, timeout=float(zcash.rpc_timeout_seconds),
+            transparent_receivers=zcash.transparent_receivers,
         )
     if settings.ethereum is not None:
         ethereum = settings.ethereum
@@ -63,7 +65,6 @@ def build_sources(settings: Settings) -> dict[str, FundingSource]:
             rpc_url=ethereum.rpc_url, chain_id=ethereum.chain_id, service_address=ethereum.service_address,
             min_confirmations=ethereum.min_confirmations, require_finalized=ethereum.require_finalized,
             tokens=ethereum.tokens, timeout=float(ethereum.rpc_timeout_seconds),
-            discovery_blocks=ethereum.discovery_blocks,
         )
     if settings.card is not None:
         card = settings.card
@@ -113,7 +114,17 @@ def policies(settings: Settings) -> ServicePolicies:
         vendor_key_rotation_overlap_seconds=settings.operations.vendor_key_rotation_overlap_seconds,
         retention=RetentionPolicy(settings.retention.outbox_retention_days,
                                   settings.retention.unpaid_permission_grace_days),
+        rate_lock_seconds=settings.pricing.rate_lock_seconds,
     )
+
+
+def rate_provider(settings: Settings) -> SpotRateProvider | None:
+    """The configured rate provider; None (no fiat pricing) without RATE_PROVIDER_URL."""
+    pricing = settings.pricing
+    if pricing.rate_provider_url is None:
+        return None
+    return SpotRateProvider(pricing.rate_provider_url, max_age_seconds=pricing.rate_max_age_seconds,
+                            timeout_seconds=float(pricing.rate_timeout_seconds))
 
 
 @asynccontextmanager
@@ -140,12 +151,16 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True,
                              cooldown_seconds=perimeter.redis_breaker_cooldown_seconds)
     sources = FundingSources(build_sources(settings) if with_sources else {}, assets(settings))
     sender = WebhookSender(allow_private=settings.notifications.allow_private_webhook_targets)
+    rates = rate_provider(settings) if with_sources else None
     try:
         await sources.check_networks()
-        services = build_services(pool, redis_client, sources, sender, policies(settings), breaker, replica=replica)
+        services = build_services(pool, redis_client, sources, sender, policies(settings), breaker, rates,
+                                  replica=replica)
         yield Runtime(settings, redis_client, breaker, services)
     finally:
         await sender.close()
+        if rates is not None:
+            await rates.close()
         await sources.close()
         if redis_client is not None:
             await redis_client.aclose()

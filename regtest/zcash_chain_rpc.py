@@ -175,7 +175,7 @@ class ChainRpc:
                 )
             raise RpcMethodError(-5, "Transaction not found in mempool or best chain")
         if not verbose:
-            return _raw_transaction_hex(tx)
+            return raw_transaction_hex(tx)
         return self._transaction_json(server, tx)
 
     # --- shapes ----------------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ class ChainRpc:
         sapling_outputs = [output for output in tx.outputs if output.pool == "sapling"]
         orchard = [output for output in (*spent.values(), *tx.outputs) if output.pool == "orchard"]
         sapling_balance = sum(o.value_zat for o in sapling_spends.values()) - sum(o.value_zat for o in sapling_outputs)
-        raw = _raw_transaction_hex(tx)
+        raw = raw_transaction_hex(tx)
         tx_json: dict[str, Any] = {
             "hex": raw,
             "txid": tx.txid,
@@ -273,5 +273,5 @@ class ChainRpc:
         return tx_json
 
 
-def _raw_transaction_hex(tx: Transaction) -> str:
+def raw_transaction_hex(tx: Transaction) -> str:
     return "050000800a27a726" + tx.txid + "".join(f"{o.value_zat:016x}" for o in tx.outputs)

@@ -14,7 +14,8 @@ HTTP statuses, Content-Types and error codes of the real software (see shared/re
 The chain is a tree of blocks whose best valid branch is the active chain; `generate` mines the mempool,
 `invalidateblock` / `reconsiderblock` make reorgs, and a transaction not in the active chain is in the mempool
 (0 confirmations) until its expiry height passes. A faucet pays anyone through `z_sendmany ["ANY_TADDR", ...]`;
-`z_sendmany` from a wallet address spends the account's notes (ZIP 317 fee, change, privacy policy). Addresses are
+`z_sendmany` from a wallet address spends the account's notes (ZIP 317 fee, change, privacy policy), and
+`z_viewtransaction` shows a wallet transaction's spends and (decrypted) outputs. Addresses are
 real encodings (`chains.zcash_address`) of deterministic per-account, per-index receiver bytes; no cryptography is
 modelled.
 

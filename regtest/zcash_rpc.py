@@ -87,6 +87,10 @@ class RegtestZcash:
                 wallet.z_listtransactions, ("account_uuid", "start_height", "end_height", "offset", "limit"), 0,
                 frozenset({ZALLET}),
             ),
+            "gettransaction": Method(
+                wallet.gettransaction, ("txid", "include_watchonly"), 1, frozenset({ZCASHD}), True
+            ),
+            "z_viewtransaction": Method(wallet.z_viewtransaction, ("txid",), 1, WALLET_SERVERS, True),
             "getwalletstatus": Method(wallet.getwalletstatus, (), 0, frozenset({ZALLET})),
             "regtest_setwalletsyncing": Method(wallet.regtest_setwalletsyncing, ("code", "calls"), 1, WALLET_SERVERS),
             "z_sendmany": Method(

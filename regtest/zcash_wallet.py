@@ -69,6 +69,11 @@ class Wallet:
         self._accounts_by_uuid[account.uuid] = account
         return account
 
+    def forget_accounts(self) -> None:
+        """Test hook: the wallet comes back empty, as a node restored without its wallet file would."""
+        self.accounts.clear()
+        self._accounts_by_uuid.clear()
+
     def account_by_number(self, number: int) -> Account | None:
         return self.accounts[number] if 0 <= number < len(self.accounts) else None
 

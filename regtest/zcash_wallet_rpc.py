@@ -14,7 +14,7 @@ from typing import Any
 
 from chains.jsonrpc import encode_json
 from regtest.zcash_chain import Chain
-from regtest.zcash_chain_rpc import parse_address
+from regtest.zcash_chain_rpc import parse_address, raw_transaction_hex
 from regtest.zcash_params import as_int, as_list, as_string, as_u32, minconf
 from regtest.zcash_types import (
     MAX_DIVERSIFIER_INDEX,
@@ -31,6 +31,7 @@ from regtest.zcash_types import (
 from regtest.zcash_wallet import Wallet
 
 MAX_CONFIRMATIONS = 9_999_999
+_INDEX_KEYS = {"sapling": "output", "orchard": "action", "transparent": "tOut"}  # z_viewtransaction's output keys
 SYNC_LOCK_MESSAGES = {
     -28: "Wallet sync required",
     -10: "Wallet is still catching up with the chain; try again later",
@@ -344,6 +345,84 @@ class WalletRpc:
             "expired_unmined": mined is None and self.chain.is_expired(tx),
             "outputs": outputs,
         }
+
+    def gettransaction(self, server: str, txid: Any, include_watchonly: Any = None) -> dict[str, Any]:
+        """zcashd: one wallet transaction with its depth: confirmations 0 in the mempool, -1 once it is neither in
+        the chain nor in the mempool (expired or conflicted). Amounts and `details` cover transparent value only,
+        as zcashd's do (shielded outputs are `z_viewtransaction`'s)."""
+        text = as_string(server, txid).lower()
+        tx = self.chain.transactions.get(text)
+        if tx is None or text not in self.wallet.effects:
+            raise RpcMethodError(-5, "Invalid or non-wallet transaction id")
+        mined = self.chain.mined_at(tx.txid)
+        expired = mined is None and self.chain.is_expired(tx)
+        confirmations = -1 if expired else self.chain.confirmations(tx.txid)
+        received = [
+            output for output in tx.outputs
+            if output.pool == "transparent" and (tx.txid, output.index) in self.wallet.notes
+        ]
+        spent = [
+            self.chain.transactions[spent_txid].outputs[index] for spent_txid, index in tx.spends
+        ]
+        net_zat = sum(o.value_zat for o in received) - sum(o.value_zat for o in spent if o.pool == "transparent")
+        entry: dict[str, Any] = {"amount": zec(net_zat), "amountZat": net_zat}
+        entry["status"] = "mined" if mined else "expired" if expired else "waiting"
+        entry["confirmations"] = confirmations
+        if mined is not None:
+            block = self.chain.block_at(mined[0])
+            entry.update(blockhash=block.hash, blockindex=mined[1], blocktime=block.time)
+        entry.update(
+            expiryheight=tx.expiry_height,
+            txid=tx.txid,
+            walletconflicts=[],
+            time=tx.time,
+            timereceived=tx.time,
+            details=[
+                {"address": output.address, "category": "receive", "amount": zec(output.value_zat),
+                 "amountZat": output.value_zat, "vout": output.index}
+                for output in received
+            ],
+            hex=raw_transaction_hex(tx),
+        )
+        return entry
+
+    def z_viewtransaction(self, server: str, txid_param: Any) -> dict[str, Any]:
+        """A wallet transaction as the wallet sees it: the notes it spent and its outputs, each decrypted (value,
+        memo) and marked `outgoing` when the wallet sent it to someone else. zcashd lists shielded parts only;
+        Zallet also transparent outputs (`tOut`) and names the account of each."""
+        txid = as_string(server, txid_param).lower()
+        tx = self.chain.transactions.get(txid)
+        if tx is None or txid not in self.wallet.effects:
+            raise RpcMethodError(-5, "Invalid or non-wallet transaction id")
+        spends = []
+        for position, key in enumerate(tx.spends):
+            note = self.wallet.notes[key]
+            orchard = note.output.pool == "orchard"
+            spend: dict[str, Any] = {"pool": note.output.pool, "action" if orchard else "spend": position,
+                                     "txidPrev": key[0], "actionPrev" if orchard else "outputPrev": key[1]}
+            if note.address is not None:
+                spend["address"] = note.address.text
+            spend.update(value=zec(note.output.value_zat), valueZat=note.output.value_zat)
+            if server == ZALLET:
+                spend["account_uuid"] = note.account.uuid
+            spends.append(spend)
+        outputs = []
+        for output in tx.outputs:
+            received = self.wallet.notes.get((tx.txid, output.index))
+            if (server == ZCASHD and output.pool == "transparent") or (received is None and tx.from_account is None):
+                continue
+            entry: dict[str, Any] = {"pool": output.pool, _INDEX_KEYS[output.pool]: output.index}
+            address = output.address if received is None else (received.address.text if received.address else None)
+            if address is not None:
+                entry["address"] = address
+            entry.update(outgoing=received is None, walletInternal=output.is_change, value=zec(output.value_zat),
+                         valueZat=output.value_zat)
+            if output.memo is not None:
+                entry.update(memo_json(output.memo))
+            if server == ZALLET and received is not None:
+                entry["account_uuid"] = received.account.uuid
+            outputs.append(entry)
+        return {"txid": tx.txid, "spends": spends, "outputs": outputs}
 
     # --- sync status -----------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from billing.db import init_connection
 from billing.jobs import JobService
+from billing.payment_uri import permission_memo, zip321_uri
 from billing.services import Services
 from billing.unit_of_work import Database
 from chains.jsonrpc import JsonRpcClient, decode_json, encode_json
@@ -40,6 +41,12 @@ def new_wallet() -> str:
 
 def new_transparent_wallet() -> str:
     return encode_transparent(ZcashNetwork.REGTEST, "p2pkh", secrets.token_bytes(20))
+
+
+def zcash_uri(permission: dict[str, Any], zatoshi: int | None) -> str:
+    """The ZIP-321 URI a permission's payer is shown: its address, the amount (None: any) and its memo."""
+    return zip321_uri(permission["payment_address"], zatoshi,
+                      memo=permission_memo(permission["permission_id"]).encode())
 
 
 def gateway_env(database_dsn: str, redis_url: str | None, node: RunningNode, password: str,

@@ -117,7 +117,9 @@ class Anvil:
         return tx_hash.to_0x_hex()
 
     async def receipt(self, tx_hash: str) -> Any:
-        return await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        """The receipt, once the transaction is mined (anvil mines at once, but a busy machine may answer before
+        the block is indexed)."""
+        return await self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)  # type: ignore[arg-type]
 
 
 @dataclass

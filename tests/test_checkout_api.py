@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import segno
 
-from tests.conftest import MIN_CONFIRMATIONS, Gateway
+from tests.conftest import MIN_CONFIRMATIONS, Gateway, zcash_uri
 from tests.stripe_fixtures import CardGateway
 from tests.test_pages import url
 
@@ -26,15 +26,16 @@ async def test_permission_answers_carry_the_checkout_page_and_the_payment_uri(gw
     created = await gw.create_permission("10", "2.5")
     page = url(gw, f"/pay/{created['permission_id']}")
     assert created["checkout_url"] == page
-    assert created["payment_uri"] == f"zcash:{created['payment_address']}?amount=10"
+    assert created["payment_uri"] == zcash_uri(created, 10 * 10**8)
+    assert created["payment_uri"].startswith(f"zcash:{created['payment_address']}?amount=10&memo=")
     await gw.pay(created["payment_address"], "4")
     shown = await gw.verify(created)
-    assert shown["checkout_url"] == page and shown["payment_uri"].endswith("?amount=6")  # what is still missing
+    assert shown["checkout_url"] == page and shown["payment_uri"] == zcash_uri(created, 6 * 10**8)  # still missing
     await gw.pay(created["payment_address"], "6")
     await gw.mine(MIN_CONFIRMATIONS)
     funded = await gw.verify(created)
     assert funded["status"] == "active"
-    assert funded["payment_uri"] == f"zcash:{created['payment_address']}"  # a top-up of any amount
+    assert funded["payment_uri"] == zcash_uri(created, None)  # a top-up of any amount
 
 
 async def test_card_answers_keep_stripes_checkout_url_and_have_no_payment_uri(card: CardGateway) -> None:
@@ -101,7 +102,7 @@ async def test_the_qr_code_is_an_svg_of_the_payment_uri(gw: Gateway) -> None:
     svg = await response.text()
     assert "<script" not in svg
     # the same symbol segno draws for the expected URI (the browser tests decode it from the screen)
-    expected = segno.make(f"zcash:{created['payment_address']}?amount=2.5", micro=False)
+    expected = segno.make(zcash_uri(created, 250_000_000), micro=False)
     assert svg.count("<path") == 1 and f'viewBox="0 0 {expected.symbol_size(border=4)[0]}' in svg
     for bad in ("0", "-1", "1.000000001", "ten"):
         status, body = await gw.call("GET", f"{base}?amount={bad}")

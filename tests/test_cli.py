@@ -170,3 +170,17 @@ async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn
     assert {"billing_tick", "expiry", "payment_watcher", "reminders", "outbox_delivery"} <= jobs.keys()
     status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["scheduler"]["lag_seconds"] is not None
+
+
+async def test_payouts_lists_the_refunds(gw, database_dsn: str) -> None:  # noqa: ANN001
+    permission = await gw.funded_permission("1", "1")
+    status, answer = await gw.call("POST", f"/api/v1/zcash/permissions/{permission['permission_id']}/refund",
+                                   token=permission["permission_token"])
+    assert status == 200 and answer["refund"]["status"] == "sent", answer
+    code, out, err = await run("payouts", env=clean_env(DATABASE_URL=database_dsn))
+    assert code == 0, err
+    [row] = [line for line in out.splitlines() if answer["refund"]["payout_id"] in line]
+    assert " sent " in row and "0.99990000" in row and answer["refund"]["txid"] in row
+    code, out, err = await run("payouts", "--status", "pending", "--status", "unknown",
+                               env=clean_env(DATABASE_URL=database_dsn))
+    assert code == 0 and answer["refund"]["payout_id"] not in out, err

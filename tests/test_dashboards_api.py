@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, Gateway
+from tests.conftest import ADMIN_KEY, Gateway, zcash_uri
 
 OPERATOR_PATHS = ("/api/v1/admin/overview", "/api/v1/admin/timeseries",
                   "/api/v1/admin/permissions/0f8fad5b-d9cb-469f-a165-70867728950e/audit")
@@ -29,7 +29,7 @@ async def test_the_wallet_view_needs_the_token_and_shows_sessions_and_the_ledger
     assert status == 200, wallet
     assert wallet["permission"]["permission_id"] == permission["permission_id"]
     assert wallet["permission"]["remaining_hours"] == "3.800000"
-    assert wallet["permission"]["payment_uri"] == f"zcash:{permission['payment_address']}"
+    assert wallet["permission"]["payment_uri"] == zcash_uri(permission, None)
     assert wallet["payment_qr_url"] == f"/pay/{permission['permission_id']}/qr.svg"
     [session] = wallet["open_sessions"]
     assert (session["vendor_name"], session["charged_amount"]) == ("Streamy", "0.50000000")

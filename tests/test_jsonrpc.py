@@ -11,9 +11,11 @@ from decimal import Decimal
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from chains.jsonrpc import JsonRpcClient, RpcAuthError, RpcError, RpcUnavailable, decode_json, encode_json
 from regtest.zcash_node import RunningNode, start_zcash_regtest
+from tests.rpc_proxy import RecordingProxy
 from tests.zcash_fixtures import ZCASH_RPC_USER, RegtestControl
 
 
@@ -110,6 +112,19 @@ async def test_batch_answers_in_order_with_errors_in_place(zcash_control: Regtes
     assert best == await zcash_control.chain.call("getblockhash", 0)
     assert isinstance(missing, RpcError) and missing.code == -32601
     assert await zcash_control.chain.batch([]) == []
+
+
+async def test_a_large_batch_is_split_into_bounded_requests(zcash_node: RunningNode) -> None:
+    node_url = URL(zcash_node.node_url)
+    proxy = await RecordingProxy(str(node_url.with_path("/"))).start()
+    client = client_for(str(URL(proxy.url).with_path(node_url.path)), zcash_node.rpcpassword, max_batch_calls=2)
+    try:
+        assert await client.batch([("getblockhash", [0])] * 4 + [("getblockcount", [])]) == [
+            await client.call("getblockhash", 0)] * 4 + [0]
+        assert [len(exchange.calls) for exchange in proxy.take()] == [2, 2, 1, 1]  # the batch, then the call
+    finally:
+        await client.close()
+        await proxy.close()
 
 
 async def test_batch_falls_back_to_single_calls_when_refused() -> None:

@@ -77,7 +77,7 @@ async def test_a_wallet_that_lost_the_service_account_is_not_healthy(
     await gw.create_permission()  # resolves (creates) the service account
     _, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["zcash"]["ok"] is True and health["checks"]["zcash"]["wallet_ready"] is True
-    node.node.accounts.clear()  # the node came back with an empty wallet
+    node.node.wallet.forget_accounts()  # the node came back with an empty wallet
     _, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     zcash = health["checks"]["zcash"]
     assert zcash["reachable"] is True and zcash["wallet_ready"] is False and zcash["ok"] is False

@@ -14,7 +14,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.browser_fixtures import PHONE, OpenPage, decode_qr, has_no_horizontal_scroll, screenshot
-from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
+from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway, zcash_uri
 from tests.ethereum_fixtures import CHAIN_ID, TOKEN_DECIMALS, TOKEN_SYMBOL, EthGateway
 from tests.stripe_fixtures import CardGateway
 
@@ -43,7 +43,7 @@ async def test_the_zcash_checkout_shows_the_amount_and_a_qr_code_of_its_zip321_u
     await expect(page.locator("#amount-to-pay")).to_have_text("10.00000000")
     await expect(page.locator("#phase")).to_have_text("Waiting for payment")
     await expect(page.locator("#countdown")).to_contain_text("Time left to pay: 23 h")
-    expected = f"zcash:{address}?amount=10"
+    expected = zcash_uri(permission, 10 * 10**8)
     assert await decode_qr(page, "#qr") == expected
     assert await page.locator("#wallet-link").get_attribute("href") == expected
     await expect(page.locator("#payment-address")).to_have_text(address)
@@ -88,7 +88,7 @@ async def test_a_partial_payment_shows_what_is_missing_and_an_over_payment_is_na
     await expect(page.locator("#progress")).to_have_text("4.00000000 of 10.00000000 ZEC received, 6.00000000 missing")
     await expect(page.locator("#send-amount")).to_have_text("6.00000000")
     await expect(page.locator("#qr")).to_have_attribute("src", re.compile(r"amount=6\.00000000$"))
-    assert await decode_qr(page, "#qr") == f"zcash:{permission['payment_address']}?amount=6"
+    assert await decode_qr(page, "#qr") == zcash_uri(permission, 6 * 10**8)
     await screenshot(page, "checkout-zcash-partial")
 
     await gw.pay(permission["payment_address"], "7")
@@ -157,7 +157,7 @@ async def test_the_wallet_view_shows_remaining_hours_going_down_while_a_session_
     await expect(page.locator("#sessions")).to_contain_text("0.25000000 ZEC")
     await expect(page.locator("#ledger")).to_contain_text("10.00000000 ZEC")
     await expect(page.locator("#top-up")).to_contain_text("Top up (any amount)")
-    assert await decode_qr(page, "#top-up-qr") == f"zcash:{permission['payment_address']}"
+    assert await decode_qr(page, "#top-up-qr") == zcash_uri(permission, None)
     assert permission["permission_token"] not in page.url
     await screenshot(page, "wallet")
 

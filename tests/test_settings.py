@@ -18,6 +18,7 @@ from paygo.settings import (
     OperationsSettings,
     PerimeterSettings,
     RetentionSettings,
+    PricingSettings,
     SchedulerSettings,
     ServingSettings,
     Settings,
@@ -31,7 +32,7 @@ USDC_CONTRACT = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 ETHEREUM = {"ETH_RPC_URL": "http://127.0.0.1:8545", "ETH_CHAIN_ID": "31337", "ETH_SERVICE_ADDRESS": SERVICE_ADDRESS}
 CARD = {"STRIPE_SECRET_KEY": "sk_test_not-a-real-key", "STRIPE_WEBHOOK_SECRET": "whsec_not-a-real-secret"}
 GROUPS = (Settings, ZcashSettings, SchedulerSettings, NotificationSettings, OperationsSettings, PerimeterSettings,
-          RetentionSettings, DatabaseSettings, ServingSettings, EthereumSettings, CardSettings)
+          RetentionSettings, PricingSettings, DatabaseSettings, ServingSettings, EthereumSettings, CardSettings)
 
 
 def refusal(env: dict[str, str]) -> str:
@@ -52,7 +53,10 @@ def test_defaults_are_the_readmes() -> None:
         None, None, None, None, None)
     assert zcash.network is ZcashNetwork.REGTEST  # the stand-in
     assert (zcash.min_confirmations, zcash.rpc_flavor, zcash.rpc_timeout_seconds) == (10, "auto", 10)
-    assert zcash.max_amount_units == 1000 * 10**8
+    assert zcash.max_amount_units == 1000 * 10**8 and zcash.transparent_receivers is False
+    pricing = settings.pricing
+    assert (pricing.rate_provider_url, pricing.rate_lock_seconds, pricing.rate_max_age_seconds,
+            pricing.rate_timeout_seconds) == (None, 120, 60, 5)
     assert (settings.scheduler.enabled, settings.scheduler.expiry_interval_seconds) == (True, 30)
     notifications = settings.notifications
     assert notifications.webhook_signing_key is None
@@ -174,6 +178,8 @@ def test_no_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatc
         ({"ZCASH_MIN_CONFIRMATIONS": "many"}, "ZCASH_MIN_CONFIRMATIONS must be a whole number ≥ 1"),
         ({"ZCASH_MIN_CONFIRMATIONS": "0"}, "ZCASH_MIN_CONFIRMATIONS must be a whole number ≥ 1"),
         ({"ZCASH_RPC_TIMEOUT_SECONDS": "1.5"}, "ZCASH_RPC_TIMEOUT_SECONDS must be a whole number ≥ 1"),
+        ({"RATE_LOCK_SECONDS": "0"}, "RATE_LOCK_SECONDS must be a whole number ≥ 1"),
+        ({"ZCASH_TRANSPARENT_RECEIVERS": "sometimes"}, "ZCASH_TRANSPARENT_RECEIVERS must be true or false"),
         ({"BILLING_INTERVAL_SECONDS": "0"}, "BILLING_INTERVAL_SECONDS must be a whole number ≥ 1"),
         ({"DEFAULT_PERMISSION_DURATION_DAYS": "-1"}, "DEFAULT_PERMISSION_DURATION_DAYS must be a whole number"),
         ({"MAX_PERMISSION_DURATION_DAYS": "0"}, "MAX_PERMISSION_DURATION_DAYS must be a whole number ≥ 1"),
@@ -213,7 +219,6 @@ def test_no_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatc
         ({**ETHEREUM, "ETH_MIN_CONFIRMATIONS": "0"}, "ETH_MIN_CONFIRMATIONS must be a whole number ≥ 1"),
         ({**ETHEREUM, "ETH_REQUIRE_FINALIZED": "sometimes"}, "ETH_REQUIRE_FINALIZED must be true or false"),
         ({**ETHEREUM, "ETH_MAX_PERMISSION_AMOUNT": "-1"}, "ETH_MAX_PERMISSION_AMOUNT must be greater than zero"),
-        ({**ETHEREUM, "ETH_DISCOVERY_BLOCKS": "0"}, "ETH_DISCOVERY_BLOCKS must be a whole number ≥ 1"),
         ({**ETHEREUM, "ETH_TOKENS": "USDC"}, "ETH_TOKENS entry 'USDC' must be SYMBOL:0xContract:decimals[:max_amount]"),
         ({**ETHEREUM, "ETH_TOKENS": f"USDC:{USDC_CONTRACT}:six"}, "ETH_TOKENS entry"),
         ({**ETHEREUM, "ETH_TOKENS": f"USDC:{USDC_CONTRACT}:37"}, "ETH_TOKENS entry"),
@@ -287,7 +292,7 @@ def test_optional_groups_are_off_until_their_variable_is_set() -> None:
     assert settings.ethereum is not None and settings.card is not None
     assert settings.ethereum.chain_id == 31337 and settings.ethereum.service_address == SERVICE_ADDRESS
     assert (settings.ethereum.min_confirmations, settings.ethereum.require_finalized) == (12, False)
-    assert (settings.ethereum.rpc_timeout_seconds, settings.ethereum.discovery_blocks) == (10, 256)
+    assert settings.ethereum.rpc_timeout_seconds == 10
     assert settings.ethereum.tokens == () and settings.ethereum.max_amount_units == {"ETH": 100 * 10**18}
     card = settings.card
     assert (card.secret_key, card.webhook_secret) == (CARD["STRIPE_SECRET_KEY"], CARD["STRIPE_WEBHOOK_SECRET"])

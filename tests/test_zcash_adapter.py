@@ -7,8 +7,10 @@ import socket
 import pytest
 
 from kernel.errors import InvalidAddress, ServiceUnavailable
-from kernel.funding import FundingRequest, FundingSource, PaymentTarget
+from kernel.funding import FundingRequest, FundingSource, KnownPayment, PaymentTarget, ScansPayments, ScanWindow
+from chains.jsonrpc import JsonRpcClient
 from chains.zcash import ZcashFundingSource
+from chains.zcash_scan import OVERLAP_BLOCKS
 from chains.zcash_address import ZcashNetwork, decode_address, encode_transparent, encode_unified
 from regtest.zcash_node import RunningNode, start_zcash_regtest
 from tests.zcash_fixtures import ZCASH_MIN_CONFIRMATIONS, ZCASH_RPC_USER, RegtestControl
@@ -96,6 +98,57 @@ async def test_payments_from_mempool_to_confirmed_and_through_a_reorg(
     await zcash_control.reconsider(mined_in)
     found = await zcash_source.find_payments(targets)
     assert {p.confirmations for p in found["paid"]} == {2}
+
+
+async def test_scans_the_wallet_from_a_cursor(zcash_source: ZcashFundingSource, zcash_control: RegtestControl) -> None:
+    assert isinstance(zcash_source, ScansPayments)
+    paid = await zcash_source.prepare_funding(REQUEST)
+    await zcash_control.mine(5)
+    tip = await zcash_source.chain_tip()
+    first = await zcash_source.scan(None, tip, [], None)
+    assert first.payments == () and first.window == ScanWindow(None, 5) and first.cursor.unchanged_at(tip)
+    assert first.cursor.unchanged_at(await zcash_source.chain_tip())  # nothing happened: nothing to read
+
+    txid = await zcash_control.pay(paid.payment_address or "", "1.5", "perm-1")
+    in_mempool = await zcash_source.chain_tip()
+    assert in_mempool.block == tip.block and not first.cursor.unchanged_at(in_mempool)
+    seen = await zcash_source.scan(first.cursor, in_mempool, [], None)
+    [received] = seen.payments
+    assert received.address == paid.payment_address and received.asset == "ZEC"
+    payment = received.payment
+    assert (payment.txid, payment.amount_units, payment.confirmations, payment.memo) == (txid, 150_000_000, 0, "perm-1")
+
+    [block] = await zcash_control.mine(1)
+    known = [KnownPayment(txid, payment.output_index, "ZEC", payment.amount_units, None, None)]
+    mined = await zcash_source.scan(seen.cursor, await zcash_source.chain_tip(), known, None)
+    assert mined.window == ScanWindow(6 - OVERLAP_BLOCKS, 6)
+    assert [(p.payment.txid, p.payment.confirmations, p.payment.block_height) for p in mined.payments] == [
+        (txid, 1, 6)]
+
+    await zcash_control.invalidate(block)  # the cursor's block leaves the chain: read far back, find it unmined
+    await zcash_control.mine(1)
+    reorganised = await zcash_source.scan(mined.cursor, await zcash_source.chain_tip(), known, None)
+    assert reorganised.window == ScanWindow(0, 6)
+    assert [(p.payment.txid, p.payment.confirmations) for p in reorganised.payments] == [(txid, 1)]
+
+
+async def test_zallet_is_scanned_only_as_far_as_it_has_synced() -> None:
+    node = await start_zcash_regtest(rpcuser=ZCASH_RPC_USER, rpcpassword="pw", personality="zallet")
+    source = source_for(node)
+    control = RegtestControl(node, "zallet", JsonRpcClient(node.url, user=ZCASH_RPC_USER, password="pw"),
+                             JsonRpcClient(node.node_url, user=ZCASH_RPC_USER, password="pw"))
+    try:
+        await source.prepare_funding(REQUEST)  # the wallet's account
+        hashes = await control.mine(3)
+        assert (await source.chain_tip()).block.height == 3
+        await control.set_wallet_syncing(-10)  # still scanning the newest block
+        tip = await source.chain_tip()
+        assert (tip.block.height, tip.block.hash) == (2, hashes[1])
+        assert (await source.scan(None, tip, [], None)).cursor.position == tip.block
+    finally:
+        for client in (source, control.wallet, control.chain):
+            await client.close()
+        await node.stop()
 
 
 async def test_status_of_a_reachable_node(zcash_source: ZcashFundingSource, zcash_control: RegtestControl) -> None:

@@ -82,7 +82,7 @@
     }
     if (overview.status !== 200) return;
     renderOverview(overview.body);
-    const [health, series] = await Promise.all([api("/api/v1/health"), call(`/api/v1/admin/timeseries?days=${DAYS}`)]);
+    const [health, series] = await Promise.all([call("/api/v1/health"), call(`/api/v1/admin/timeseries?days=${DAYS}`)]);
     if (health.body && health.body.checks) renderHealth(health.body);
     if (series.status === 200) renderSeries(series.body);
     setText("updated", `Updated ${new Date().toLocaleTimeString()}`);

@@ -41,7 +41,10 @@ from paygo_client.models import (
     OpenedSession,
     OperatorOverview,
     OperatorTimeseries,
+    Payout,
+    Payouts,
     Permission,
+    Quote,
     Refund,
     RevokedVendorKeys,
     RotatedVendorKey,
@@ -281,6 +284,25 @@ def refund_card_permission(permission_id: str, *, token: str | None = None,
                  token=token, idempotency_key=idempotency_key)
 
 
+@operations("POST /api/v1/zcash/permissions/{id}/refund", "POST /api/v1/ethereum/permissions/{id}/refund")
+def refund_permission(permission_id: str, *, source: Literal["zcash", "ethereum"] = "zcash",
+                      refund_address: str | None = None, token: str | None = None,
+                      idempotency_key: str | None = None) -> Call[Permission]:
+    """Close a chain permission and refund its unused balance (its token, or the operator key): Zcash sends it to
+    `refund_address` (default: the wallet) minus the network fee; Ethereum orders a payout the operator pays to the
+    signing wallet. The answer's `refund` says how far it got."""
+    body = _body(refund_address=refund_address) if refund_address is not None else None
+    return _post(f"/api/v1/{source}/permissions/{_segment(permission_id)}/refund", _model(Permission),
+                 auth=Auth.HOLDER, token=token, body=body, idempotency_key=idempotency_key)
+
+
+@operations("POST /api/v1/quotes")
+def create_quote(asset: str, pricing_currency: str = "USD", *, idempotency_key: str | None = None) -> Call[Quote]:
+    """Lock a rate of `asset` in `pricing_currency` for the gateway's window (for a USD-priced permission)."""
+    return _post("/api/v1/quotes", _model(Quote), idempotency_key=idempotency_key,
+                 body=_body(asset=asset, pricing_currency=pricing_currency))
+
+
 @operations("GET /api/v1/zcash/balance/{address}")
 def zcash_balance(address: str, *, rate_per_hour: Amount | None = None) -> Call[ZcashBalance]:
     """What the Zcash node sees of a wallet, and the hours it buys at `rate_per_hour`."""
@@ -428,6 +450,30 @@ def create_vendor(name: str, *, direct_charge_grace_seconds: int = 0,
     return _post("/api/v1/admin/vendors", _model(CreatedVendor), auth=Auth.OPERATOR_KEY,
                  idempotency_key=idempotency_key,
                  body=_body(name=name, direct_charge_grace_seconds=direct_charge_grace_seconds))
+
+
+@operations("GET /api/v1/admin/payouts")
+def list_payouts(*, status: Sequence[str] = (), funding_source: str | None = None,
+                 limit: int | None = None) -> Call[Payouts]:
+    """The payouts of refunds, newest first (operator key): Ethereum orders to pay, Zcash sends and their outcome."""
+    return Call("GET", "/api/v1/admin/payouts", _model(Payouts), auth=Auth.OPERATOR_KEY, params=_query(
+        status=",".join(status) if status else None, funding_source=funding_source, limit=limit))
+
+
+@operations("POST /api/v1/admin/payouts/{id}/resolve")
+def resolve_payout(payout_id: str, outcome: Literal["sent", "not_sent"], *, txid: str | None = None,
+                   note: str = "", idempotency_key: str | None = None) -> Call[Payout]:
+    """The operator's word on a Zcash send the node cannot tell about: `sent` (in `txid`) or `not_sent` (it is sent
+    again)."""
+    return _post(f"/api/v1/admin/payouts/{_segment(payout_id)}/resolve", _model(Payout), auth=Auth.OPERATOR_KEY,
+                 idempotency_key=idempotency_key, body=_body(outcome=outcome, txid=txid, note=note))
+
+
+@operations("POST /api/v1/admin/payouts/{id}/verify")
+def verify_payout(payout_id: str, tx_hash: str, *, idempotency_key: str | None = None) -> Call[Payout]:
+    """Name the transaction that paid an Ethereum payout order (operator key); checked on chain now."""
+    return _post(f"/api/v1/admin/payouts/{_segment(payout_id)}/verify", _model(Payout), auth=Auth.OPERATOR_KEY,
+                 idempotency_key=idempotency_key, body=_body(tx_hash=tx_hash))
 
 
 @operations("GET /api/v1/admin/vendors/{vendor_id}/keys")

@@ -45,6 +45,49 @@ class Reminder(Model):
     delivered_at: datetime | None
 
 
+class Payout(Model):
+    """The refund of a chain permission's unused balance: Zcash sends it (`gateway_send`: pending, sending,
+    submitted, unknown, sent), Ethereum is an order the operator pays (`operator_payout`: pending, paid); `not_needed`
+    when nothing was left to send."""
+
+    payout_id: str
+    permission_id: str
+    funding_source: FundingSource
+    asset: str
+    method: str
+    status: str
+    destination: str
+    refund_amount: Decimal
+    network_fee: Decimal
+    amount: Decimal
+    memo: str | None
+    txid: str | None
+    block_height: int | None
+    operation_id: str | None
+    attempts: int
+    last_error: str | None
+    resolved_note: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class Payouts(Model):
+    payouts: list[Payout]
+
+
+class Quote(Model):
+    """A rate of an asset in a fiat currency, locked until `locked_until` (for a USD-priced permission)."""
+
+    quote_id: str
+    asset: str
+    pricing_currency: str
+    rate: Decimal
+    rate_source: str
+    rate_time: datetime
+    locked_until: datetime
+
+
 class Permission(Model):
     """A spending permission as every permission endpoint shows it. The card fields are set for card permissions
     only."""
@@ -87,6 +130,8 @@ class Permission(Model):
     debt_amount: Decimal | None = None
     disputed_at: datetime | None = None
     refund_status: str | None = None
+    # chain permissions, once refunded
+    refund: Payout | None = None
 
 
 class CreatedPermission(Permission):
