@@ -284,3 +284,23 @@ BEGIN
                               'permission', (SELECT to_jsonb(p) FROM permissions p WHERE p.id = ending.permission_id));
 END
 $$;
+
+-- Beyond one primary (README, "Scale-out"): sharding by permission, co-located on the permission id, needs every
+-- money table to carry the permission it belongs to. Payments did not when they pay a direct charge (their
+-- `permission_id` means "funds this permission", so it stays NULL there): `owner_permission_id` is the permission
+-- whose shard holds the payment, the one it funds or the one whose session ran on the direct charge it pays, set by
+-- a trigger so that no writer has to know.
+ALTER TABLE payments ADD COLUMN owner_permission_id uuid REFERENCES permissions (id);
+UPDATE payments q
+   SET owner_permission_id = coalesce(q.permission_id,
+                                      (SELECT d.permission_id FROM direct_charges d WHERE d.id = q.direct_charge_id));
+ALTER TABLE payments ALTER COLUMN owner_permission_id SET NOT NULL;
+
+CREATE FUNCTION set_payment_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.owner_permission_id := coalesce(NEW.permission_id,
+                                        (SELECT d.permission_id FROM direct_charges d WHERE d.id = NEW.direct_charge_id));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER payments_owner BEFORE INSERT OR UPDATE OF permission_id, direct_charge_id ON payments
+    FOR EACH ROW EXECUTE FUNCTION set_payment_owner();

@@ -129,3 +129,22 @@ async def test_vendor_reads_come_from_the_replica_and_fall_back_to_the_primary(
         await primary.close()
         if not replica.is_closed():
             await replica.close()
+
+
+async def test_every_payment_carries_the_permission_whose_shard_holds_it(gw: Gateway) -> None:
+    """Sharding by permission needs the permission on every money row: a direct charge's payment names the
+    permission whose session ran on credit (its `permission_id`, "funds this permission", stays NULL)."""
+    vendor = await gw.create_vendor()
+    permission = await gw.funded_permission("1", "1")
+    direct = await gw.db.fetchval(
+        """
+        WITH s AS (INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour)
+                   VALUES (gen_random_uuid(), sha256(random()::text::bytea), $1, $2, 100000000) RETURNING id)
+        INSERT INTO direct_charges (session_id, permission_id, funding_source, asset, amount)
+        SELECT s.id, $1, 'zcash', 'ZEC', 5 FROM s RETURNING id
+        """, permission["permission_id"], vendor["vendor_id"])
+    await gw.db.execute(
+        "INSERT INTO payments (funding_source, txid, output_index, asset, amount, direct_charge_id, confirmations)"
+        " VALUES ('zcash', 'tx-direct', 0, 'ZEC', 5, $1, 1)", direct)
+    owners = await gw.db.fetch("SELECT permission_id, direct_charge_id, owner_permission_id FROM payments")
+    assert len(owners) == 2 and all(str(row["owner_permission_id"]) == permission["permission_id"] for row in owners)
