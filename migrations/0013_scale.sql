@@ -12,14 +12,37 @@ ALTER TABLE job_runs ADD COLUMN last_runner text;
 -- off one that is still running at an instant already passed (its sessions' amounts round down, so its money lasts a
 -- little longer). billing.charging.refresh_stop_instants calls it.
 CREATE FUNCTION refresh_stop_instants(permission_ids uuid[], not_before timestamptz) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-    UPDATE permissions p SET stops_at = CASE WHEN s.stops_at IS NULL OR not_before IS NULL THEN s.stops_at
-                                             ELSE greatest(s.stops_at, not_before) END
-      FROM (SELECT id, permission_stops_at(id) AS stops_at FROM permissions WHERE id = ANY(permission_ids)) s
-     WHERE p.id = s.id AND p.stops_at IS DISTINCT FROM
-           CASE WHEN s.stops_at IS NULL OR not_before IS NULL THEN s.stops_at ELSE greatest(s.stops_at, not_before) END
-    $$;
+BEGIN
+    UPDATE permissions p SET stops_at = s.stops_at
+      FROM (SELECT d.id, CASE WHEN d.due IS NULL OR not_before IS NULL THEN d.due ELSE greatest(d.due, not_before) END
+                   AS stops_at
+              FROM (SELECT id, permission_stops_at(id) AS due FROM permissions WHERE id = ANY(permission_ids)
+                    OFFSET 0) d) s  -- OFFSET 0: each permission's instant is computed once
+     WHERE p.id = s.id AND p.stops_at IS DISTINCT FROM s.stops_at;
+END
+$$;
+
+-- The same instant as migration 0009 defines it, in PL/pgSQL so that a connection plans it once, not on every call.
+CREATE OR REPLACE FUNCTION permission_stops_at(pid uuid) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RETURN (
+        SELECT CASE WHEN p.status <> 'active' OR s.rate IS NULL THEN NULL
+                    ELSE least(p.expires_at,
+                               to_timestamp(ceil((3600 * (p.balance + s.owed_before) + s.weighted_start) / s.rate)::bigint))
+               END
+          FROM permissions p
+          LEFT JOIN LATERAL (
+                SELECT sum(rate_per_hour) AS rate,
+                       sum(charged_amount + uncovered_amount) AS owed_before,
+                       sum(rate_per_hour * extract(epoch FROM started_at)) AS weighted_start
+                  FROM sessions WHERE permission_id = p.id AND status = 'active') s ON true
+         WHERE p.id = pid);
+END
+$$;
 
 -- The charge of the active sessions of some (locked) permissions at an instant: $1 the permissions, $2 the instant,
 -- $3 one session only (or NULL), $4 whether they end now. The rule and its allocation are explained in
