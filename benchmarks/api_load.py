@@ -62,6 +62,7 @@ from paygo.embedded import (  # noqa: E402
 )
 
 POOL_SIZE = 20  # DATABASE_POOL_SIZE's default: each worker's pool
+HISTORY_PER_PERMISSION = 100  # ended sessions seeded per permission
 WALLET = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
 VENDOR_ID = uuid.UUID("00000000-0000-0000-0000-0000000000b1")
 START_TIMEOUT_SECONDS = 120
@@ -74,6 +75,15 @@ INSERT INTO permissions (id, funding_source, asset, asset_decimals, user_wallet_
 SELECT id, 'zcash', 'ZEC', 8, $2, token_hash, 10000000000000, 250000000, 30, 'active', 10000000000000,
        10000000000000, now(), now() + interval '30 days'
   FROM unnest($1::uuid[], $3::bytea[]) AS seed (id, token_hash)
+"""
+# History: ended sessions spread over the permissions, so that the tables and their statistics look like a gateway's
+# that has served a while (on empty tables the planner picks sequential scans that a real gateway never sees).
+SEED_HISTORY = """
+INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour, status, started_at, ended_at,
+                      charged_amount, settled_amount, settled_at)
+SELECT gen_random_uuid(), sha256(g::text::bytea), ($1::uuid[])[1 + g % cardinality($1::uuid[])], $2, 250000000,
+       'ended', now() - interval '2 days', now() - interval '1 day', 0, 0, now() - interval '1 day'
+  FROM generate_series(1, $3) AS g
 """
 
 # The SQL floor: what an open and an end must write, with the permission lock that makes each of them safe.
@@ -409,7 +419,8 @@ async def start_bare_app() -> tuple[str, subprocess.Popen[bytes]]:
 # ------------------------------------------------------------------------------------------------------------ run
 
 async def seed(dsn: str, count: int) -> tuple[list[uuid.UUID], list[str]]:
-    """A vendor and `count` active, funded permissions; returns their ids and bearer tokens."""
+    """A vendor and `count` active, funded permissions with a history of ended sessions; returns their ids and
+    bearer tokens."""
     ids = [uuid.uuid4() for _ in range(count)]
     tokens = [f"pgp_load_{secrets.token_urlsafe(24)}" for _ in range(count)]
     conn = await asyncpg.connect(dsn)
@@ -417,6 +428,7 @@ async def seed(dsn: str, count: int) -> tuple[list[uuid.UUID], list[str]]:
         await migrate(conn)
         await conn.execute(SEED_VENDOR, VENDOR_ID)
         await conn.execute(SEED_PERMISSIONS, ids, WALLET, [secret_hash(token) for token in tokens])
+        await conn.execute(SEED_HISTORY, ids, VENDOR_ID, count * HISTORY_PER_PERMISSION)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
