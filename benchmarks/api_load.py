@@ -17,7 +17,7 @@ defaults on a free port, and measures, each for `--seconds` (with `--url`, that 
 - all of it again with the gateway and the floor going through PgBouncer (transaction pooling, started here;
   skipped when pgbouncer is not installed or with `--no-pgbouncer`);
 - a bare aiohttp app in a subprocess answering the same two routes with a constant, hit by the same client.
-Each gateway run also shows where the CPU went: PostgreSQL (the backends serving the benchmark's database),
+Each run also shows where the CPU went: PostgreSQL (the backends serving the benchmark's database),
 PgBouncer, the gateway's processes, the load generator (which runs in its own processes: above ~90% of a core each
 it is the bottleneck, add `--client-processes`), and the rest of the machine. It ends with the ratios and the
 issue's targets. Loopback only, bounded by the clock. Not a timed test.
@@ -271,19 +271,14 @@ async def _floor_task(pool: asyncpg.Pool, permission_ids: list[uuid.UUID], deadl
             tally.error(type(exc).__name__)
 
 
-async def run_sql_floor(dsn: str, task_permissions: list[list[uuid.UUID]], seconds: float, pool_size: int,
-                        statement_cache_size: int) -> Tally:
+async def run_sql_floor(pool: asyncpg.Pool, task_permissions: list[list[uuid.UUID]], seconds: float) -> Tally:
     tally = Tally()
-    pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size, statement_cache_size=statement_cache_size)
-    try:
-        loop = asyncio.get_running_loop()
-        cpu_started, wall_started = time.process_time(), loop.time()
-        deadline = wall_started + seconds
-        await asyncio.gather(*(_floor_task(pool, ids, deadline, tally) for ids in task_permissions))
-        tally.seconds = loop.time() - wall_started
-        tally.client_cpu_seconds = time.process_time() - cpu_started
-    finally:
-        await pool.close()
+    loop = asyncio.get_running_loop()
+    cpu_started, wall_started = time.process_time(), loop.time()
+    deadline = wall_started + seconds
+    await asyncio.gather(*(_floor_task(pool, ids, deadline, tally) for ids in task_permissions))
+    tally.seconds = loop.time() - wall_started
+    tally.client_cpu_seconds = time.process_time() - cpu_started
     return tally
 
 
@@ -466,10 +461,18 @@ async def measure(args: argparse.Namespace, variant: Variant, database: str, mon
         found[f"gateway c={concurrency}"] = gateway
         print(f"{variant.name:<10} open+end  c={concurrency:<3} gateway    {gateway.summary()}", flush=True)
         print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
-        floor = await run_sql_floor(variant.floor_dsn, shares(ids, concurrency),  # type: ignore[arg-type]
-                                    args.seconds, min(pool_size, concurrency), variant.statement_cache_size)
+        size = min(pool_size, concurrency)
+        pool = await create_pool(variant.floor_dsn, min_size=size, max_size=size,
+                                 statement_cache_size=variant.statement_cache_size)
+        try:
+            await split.start()
+            floor = await run_sql_floor(pool, shares(ids, concurrency), args.seconds)  # type: ignore[arg-type]
+            cpu = await split.stop(floor)  # before the pool closes: its backends are counted
+        finally:
+            await pool.close()
         found[f"floor c={concurrency}"] = floor
         print(f"{variant.name:<10} open+end  c={concurrency:<3} SQL floor  {floor.summary()}", flush=True)
+        print(f"{'':<10}   CPU (cores): {cpu}   (load generator: the floor's own asyncpg client)", flush=True)
     concurrency = max(args.concurrency)
     await split.start()
     shown = run_http_load("GET permission", variant.base,
