@@ -20,8 +20,10 @@ CREATE = "/api/v1/zcash/permissions"
 
 
 def client_address() -> str:
-    """A documentation address (RFC 5737) of this test's own, so counters in the shared Redis never meet."""
-    return f"198.51.100.{secrets.randbelow(250) + 1}"
+    """A documentation address (RFC 3849, 2001:db8::/32) of this test's own, random in 64 bits, so counters in the
+    shared Redis never meet, whatever else runs against it."""
+    groups = secrets.token_bytes(8).hex()
+    return "2001:db8::" + ":".join(groups[i:i + 4] for i in range(0, 16, 4))
 
 
 @pytest.fixture(params=["redis", "in-process"])
