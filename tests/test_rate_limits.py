@@ -41,7 +41,7 @@ async def create(gw: Gateway, forwarded_for: str, **headers: str) -> Any:
 
 async def test_a_burst_gets_429_while_another_client_is_unaffected(limited_gw: Gateway) -> None:
     gw = limited_gw
-    flooder, bystander = client_address(), client_address().replace("198.51.100.", "203.0.113.")
+    flooder, bystander = client_address(), client_address()
     answers = [await create(gw, flooder) for _ in range(5)]
     assert [answer.status for answer in answers] == [201, 201, 201, 429, 429]
     refused = answers[3]
