@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY kernel kernel
 COPY paygo paygo
 COPY gateway gateway
 COPY billing billing

@@ -145,17 +145,22 @@ async def _simulated_hour(dsn: str, at: datetime) -> HourFigures:
         await conn.close()
 
 
+async def seed_sessions(conn: asyncpg.Connection, sessions: int) -> None:
+    """N active sessions over N/10 funded permissions (a migrated database), with their stop instants."""
+    vendors, permission_rows, session_rows, stop_instants, analyze = SEED.strip().split(";\n")
+    await conn.execute(vendors)
+    await conn.execute(permission_rows, max(1, sessions // SESSIONS_PER_PERMISSION))
+    await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
+    await conn.execute(stop_instants)
+    await conn.execute(analyze)
+
+
 async def _seed(server: str, name: str, sessions: int) -> tuple[int, datetime]:
     await create_database(server, name)
     conn = await asyncpg.connect(dsn_for_database(server, name))
     try:
         await migrate(conn)
-        vendors, permission_rows, session_rows, stop_instants, analyze = SEED.strip().split(";\n")
-        await conn.execute(vendors)
-        await conn.execute(permission_rows, max(1, sessions // SESSIONS_PER_PERMISSION))
-        await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
-        await conn.execute(stop_instants)
-        await conn.execute(analyze)
+        await seed_sessions(conn, sessions)
         return await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'"), await conn.fetchval(
             "SELECT now()")
     finally:

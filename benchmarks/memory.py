@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 
-from benchmarks.billing_tick import SEED, SESSIONS_PER_PERMISSION
+from benchmarks.billing_tick import seed_sessions
 from paygo.embedded import create_database, drop_database, dsn_for_database, find_or_start_postgres
 
 TICKS_TO_WATCH = 5
@@ -77,12 +77,7 @@ async def main(sessions: int) -> None:
         conn = await asyncpg.connect(dsn)
         await _wait_for_ticks(conn, 2)
         idle = _rss_kib(process.pid)
-        vendors, permission_rows, session_rows, stop_instants, analyze = SEED.strip().split(";\n")
-        await conn.execute(vendors)
-        await conn.execute(permission_rows, max(1, sessions // SESSIONS_PER_PERMISSION))
-        await conn.execute(session_rows, SESSIONS_PER_PERMISSION)
-        await conn.execute(stop_instants)
-        await conn.execute(analyze)
+        await seed_sessions(conn, sessions)
         started = time.perf_counter()
         await _wait_for_ticks(conn, TICKS_TO_WATCH)
         busy = _rss_kib(process.pid)

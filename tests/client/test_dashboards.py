@@ -26,7 +26,8 @@ async def test_the_checkout_follows_a_payment_and_the_wallet_shows_its_ledger(gw
     vendor = await operator.create_vendor("Streamy")
     created = await anyone.create_zcash_permission(new_wallet(), "10", "2.5")
     assert created.checkout_url and created.checkout_url.endswith(f"/pay/{created.permission_id}")
-    assert created.payment_uri == f"zcash:{created.payment_address}?amount=10"
+    assert created.payment_uri is not None
+    assert created.payment_uri.startswith(f"zcash:{created.payment_address}?amount=10&memo=")  # names the permission
 
     waiting = await anyone.get_checkout(created.permission_id)
     assert isinstance(waiting, Checkout) and waiting.phase == "waiting" and waiting.funding_source == "zcash"
@@ -52,7 +53,8 @@ async def test_the_checkout_follows_a_payment_and_the_wallet_shows_its_ledger(gw
     opened = await user.open_session(created.user_wallet_address, vendor.vendor_id)
     wallet = await user.get_wallet()
     assert isinstance(wallet, Wallet) and wallet.permission.permission_id == created.permission_id
-    assert wallet.permission.payment_uri == f"zcash:{created.payment_address}"  # a top-up of any amount
+    assert wallet.permission.payment_uri is not None  # a top-up of any amount: no amount asked
+    assert wallet.permission.payment_uri.startswith(f"zcash:{created.payment_address}?memo=")
     [session] = wallet.open_sessions
     assert (session.session_id, session.vendor_name, session.rate_per_hour) == (
         opened.session_id, "Streamy", Decimal("2.5"))
