@@ -193,7 +193,7 @@ class DashboardService:
                 """
                 SELECT s.id AS session_id, s.vendor_id, v.name AS vendor_name, s.started_at, s.rate_per_hour,
                        s.charged_amount
-                  FROM sessions s JOIN vendors v ON v.id = s.vendor_id
+                  FROM live_sessions s JOIN vendors v ON v.id = s.vendor_id
                  WHERE s.permission_id = $1 AND s.status = 'active'
                  ORDER BY s.started_at, s.id
                 """,

@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from billing.charging import DEFAULT_BATCH_SIZE, ChargeResult, billing_tick, expire_permissions, stop_due
+from billing.charging import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_TICK_CONNECTIONS,
+    ChargeResult,
+    billing_tick,
+    expire_permissions,
+    stop_due,
+)
 from billing.delivery import DeliverySummary, deliver_due
 from billing.direct_charges import allocate_direct_charge_addresses
 from billing.outbound import WebhookSender
@@ -35,7 +42,7 @@ class JobService:
     def __init__(self, db: Database, sources: FundingSources, sender: WebhookSender, *,
                  refunds: RefundService, pricing: PricingService, reminder_policy: ReminderPolicy,
                  retry_policy: RetryPolicy, webhook_signing_key: str | None, webhook_timeout_seconds: int,
-                 retention: RetentionPolicy) -> None:
+                 retention: RetentionPolicy, tick_connections: int = DEFAULT_TICK_CONNECTIONS) -> None:
         self.db = db
         self.sources = sources
         self.sender = sender
@@ -47,11 +54,12 @@ class JobService:
         self.webhook_signing_key = webhook_signing_key
         self.webhook_timeout_seconds = webhook_timeout_seconds
         self.watcher = PaymentWatcher(db, sources)
+        self.tick_connections = tick_connections
 
     async def billing_tick(self, *, at: datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> ChargeResult:
         """Charge every active session what it owes (at `at`, database time when None); then give new direct
         charges an address."""
-        result = await billing_tick(self.db, at=at, batch_size=batch_size)
+        result = await billing_tick(self.db, at=at, batch_size=batch_size, connections=self.tick_connections)
         await self.allocate_direct_charge_addresses()
         return result
 

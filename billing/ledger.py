@@ -1,12 +1,14 @@
 """The append-only ledger: settlements and every other money event of a permission.
 
 A permission's `balance` is its live balance. The billing tick lowers it in place as sessions accrue charges
-(`accrued_amount` grows by the same amount); a settlement turns a session's accrued charge into one `charge`
-entry. Every other entry (funding, refund, adjustment, reversal) settles first, then updates `balance` and appends
-its row, in the caller's transaction. So, exactly, for every permission:
+(`accrued_amount` grows by the same amount; a session's own charge then counts what accrued through the
+permission's `accrued_at`, read through the view `live_sessions`, migrations/0014); a settlement turns a session's
+accrued charge into one `charge` entry and writes that charge into the session's row. Every other entry (funding,
+refund, adjustment, reversal) settles first, then updates `balance` and appends its row, in the caller's
+transaction. So, exactly, for every permission:
 
     sum(ledger amounts) = balance + accrued_amount = the last entry's balance_after
-    accrued_amount = sum over its sessions of (charged_amount - settled_amount)
+    accrued_amount = sum over its sessions of (live charged_amount - settled_amount)
 
 `recompute_balances` checks all three; CHECK (balance >= 0) makes an overdraft impossible.
 """
@@ -34,10 +36,11 @@ async def settle_sessions(conn: asyncpg.Connection, permission_id: UUID, at: dat
     row = await conn.fetchrow(
         """
         WITH unsettled AS (
-            SELECT s.id, s.started_at, s.charged_amount - s.settled_amount AS amount
-              FROM sessions s WHERE s.permission_id = $1 AND s.charged_amount > s.settled_amount
+            SELECT s.id, s.started_at, s.charged_amount AS charged, s.charged_amount - s.settled_amount AS amount
+              FROM live_sessions s WHERE s.permission_id = $1 AND s.charged_amount > s.settled_amount
         ), settled AS (
-            UPDATE sessions s SET settled_amount = s.charged_amount, settled_at = coalesce($2, now())
+            UPDATE sessions s SET charged_amount = u.charged, settled_amount = u.charged,
+                                  settled_at = coalesce($2, now())
               FROM unsettled u WHERE s.id = u.id
             RETURNING s.id
         ), entries AS (
@@ -115,7 +118,7 @@ async def recompute_balances(conn: asyncpg.Connection) -> list[asyncpg.Record]:
                   FROM ledger_entries WHERE permission_id = p.id) l ON true
           LEFT JOIN LATERAL (
                 SELECT coalesce(sum(charged_amount - settled_amount), 0) AS unsettled
-                  FROM sessions WHERE permission_id = p.id) s ON true
+                  FROM live_sessions WHERE permission_id = p.id) s ON true
          WHERE p.balance + p.accrued_amount <> l.ledger_sum
             OR l.last_balance_after <> l.ledger_sum
             OR p.accrued_amount <> s.unsettled

@@ -116,7 +116,7 @@ SELECT r.kind, r.created_at AS queued_at, coalesce(o.status, r.delivery_status, 
 """
 OPEN_SESSIONS_OF = """
 SELECT started_at, rate_per_hour, charged_amount, uncovered_amount
-  FROM sessions WHERE permission_id = $1 AND status = 'active'
+  FROM live_sessions WHERE permission_id = $1 AND status = 'active'
 """
 
 

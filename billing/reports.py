@@ -147,7 +147,7 @@ def _sessions_sql(vendor_id: UUID, filters: SessionFilters, after: SessionCursor
         conditions.append(f"(s.started_at, s.id) < ({arg(after.started_at)}, {arg(after.session_id)})")
     sql = f"""
         SELECT {SESSION_COLUMNS}
-          FROM sessions s JOIN permissions p ON p.id = s.permission_id
+          FROM live_sessions s JOIN permissions p ON p.id = s.permission_id
          WHERE {' AND '.join(conditions)}
          ORDER BY s.started_at DESC, s.id DESC
     """
@@ -180,7 +180,7 @@ async def vendor_session(conn: asyncpg.Connection, vendor_id: UUID, session_id: 
     record = await conn.fetchrow(
         f"""
         SELECT {SESSION_COLUMNS}
-          FROM sessions s JOIN permissions p ON p.id = s.permission_id
+          FROM live_sessions s JOIN permissions p ON p.id = s.permission_id
          WHERE s.id = $1 AND s.vendor_id = $2
         """,
         session_id, vendor_id,

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from billing.breaker import CircuitBreaker
 from billing.cache import PermissionCache
 from billing.card_service import CardService
+from billing.charging import DEFAULT_TICK_CONNECTIONS
 from billing.checkout import CheckoutService
 from billing.dashboards import DashboardService
 from billing.events import LiveNotices
@@ -43,6 +44,7 @@ class ServicePolicies:
     vendor_key_rotation_overlap_seconds: int
     retention: RetentionPolicy
     rate_lock_seconds: int = 120
+    tick_connections: int = DEFAULT_TICK_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def build_services(pool: asyncpg.Pool, redis: aioredis.Redis | None, sources: Fu
         jobs=JobService(db, sources, sender, refunds=refunds, pricing=pricing,
                         reminder_policy=policies.permissions.reminder_policy,
                         retry_policy=policies.retry, webhook_signing_key=signing_key,
-                        webhook_timeout_seconds=policies.webhook_timeout_seconds, retention=policies.retention),
+                        webhook_timeout_seconds=policies.webhook_timeout_seconds, retention=policies.retention,
+                        tick_connections=policies.tick_connections),
         idempotency=IdempotencyService(db),
         checkout=CheckoutService(db, sources),
         dashboards=DashboardService(db, permissions),

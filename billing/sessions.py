@@ -111,7 +111,7 @@ _SESSION_WITH_HOLDER = """
 SELECT (SELECT id FROM permissions WHERE token_hash = $2) AS holder, now() AS now,
        to_jsonb(s) AS session, to_jsonb(p) AS permission
   FROM (SELECT 1) AS one
-  LEFT JOIN sessions s ON s.code_hash = $1
+  LEFT JOIN live_sessions s ON s.code_hash = $1
   LEFT JOIN permissions p ON p.id = s.permission_id
 """
 

@@ -148,6 +148,8 @@ class SchedulerSettings(_Group):
     enabled: bool = Field(True, alias="SCHEDULER_ENABLED")
     expiry_interval_seconds: int = Field(30, alias="EXPIRY_INTERVAL_SECONDS", ge=1)
     hard_stop_interval_seconds: int = Field(1, alias="HARD_STOP_INTERVAL_SECONDS", ge=1)
+    # batches of the billing tick charged at once, each on its own connection (the work is PostgreSQL's CPU)
+    billing_tick_connections: int = Field(2, alias="BILLING_TICK_CONNECTIONS", ge=1, le=32)
 
 
 class NotificationSettings(_Group):

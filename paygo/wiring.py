@@ -115,6 +115,7 @@ def policies(settings: Settings) -> ServicePolicies:
         retention=RetentionPolicy(settings.retention.outbox_retention_days,
                                   settings.retention.unpaid_permission_grace_days),
         rate_lock_seconds=settings.pricing.rate_lock_seconds,
+        tick_connections=settings.scheduler.billing_tick_connections,
     )
 
 

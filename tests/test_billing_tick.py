@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -39,7 +40,7 @@ async def assert_exact(gw: Gateway, at: datetime) -> None:
     """Every session was charged exactly what it owed at `at` (or up to its end); the ledger records what was
     settled of it, the rest is accrued, and every balance recomputes from what is stored."""
     rows = await gw.db.fetch("SELECT id, status, rate_per_hour, started_at, ended_at, charged_amount, "
-                             "uncovered_amount, settled_amount FROM sessions")
+                             "uncovered_amount, settled_amount FROM live_sessions")
     for row in rows:
         end = row["ended_at"] or at
         owed = owed_for(row["rate_per_hour"], int((end - row["started_at"]).total_seconds()))
@@ -64,8 +65,34 @@ async def test_many_ticks_with_odd_intervals_sum_to_the_once_rounded_total(gw: G
     await billing_tick(gw.database, at=final)
     await assert_exact(gw, final)
     balance = await gw.db.fetchval("SELECT balance FROM permissions WHERE id = $1", permission["permission_id"])
-    charged = await gw.db.fetchval("SELECT sum(charged_amount) FROM sessions")
+    charged = await gw.db.fetchval("SELECT sum(charged_amount) FROM live_sessions")
     assert balance + charged == 10 * ZAT
+
+
+async def test_a_covered_tick_writes_only_the_permission_and_reads_stay_exact(gw: Gateway) -> None:
+    """The fast path accrues in place on the permission alone: no session row gets a new version (its `xmin` stays),
+    yet every reader (`live_sessions`, the session's own view) shows what it owes through the tick; settling
+    writes that charge into the row."""
+    vendor = await gw.create_vendor()
+    permission = await gw.funded_permission("10", "2.5")
+    sessions = await start_sessions(gw, vendor["vendor_id"], permission, 3)
+    t0 = max([await started_at(gw, s["session_id"]) for s in sessions])
+    versions = "SELECT id, xmin::text AS version FROM sessions ORDER BY id"
+    before = await gw.db.fetch(versions)
+    at = t0 + timedelta(seconds=600)
+    result = await billing_tick(gw.database, at=at)
+    assert result.sessions == 3 and result.charged > 0
+    assert await gw.db.fetch(versions) == before  # no session row was written
+    assert await gw.db.fetchval("SELECT accrued_at FROM permissions WHERE id = $1", permission["permission_id"]) == at
+    await assert_exact(gw, at)
+    stored = await gw.db.fetchval("SELECT sum(charged_amount) FROM sessions")
+    live = await gw.db.fetchval("SELECT sum(charged_amount) FROM live_sessions")
+    assert stored == 0 and live == result.charged
+    status, shown = await gw.call("GET", f"/api/v1/sessions/{sessions[0]['session_code']}",
+                                  token=permission["permission_token"])
+    assert status == 200, shown
+    owed = owed_for(250_000_000, int((at - await started_at(gw, sessions[0]["session_id"])).total_seconds()))
+    assert Decimal(shown["charged_amount"]) == Decimal(owed) / ZAT
 
 
 async def test_a_tick_run_twice_charges_nothing_more(gw: Gateway) -> None:
@@ -167,12 +194,12 @@ async def test_scheduler_killed_mid_tick_and_restarted(gw: Gateway, database_dsn
     await _many_sessions(gw, database_dsn, permissions=300, per_permission=3)
     worker = await _spawn_worker(database_dsn, ticks=0, batch_size=5)
     for _ in range(3000):  # wait until it has committed some batches, not all
-        if await gw.db.fetchval("SELECT count(*) FROM sessions WHERE charged_amount > 0") >= 50:
+        if await gw.db.fetchval("SELECT count(*) FROM live_sessions WHERE charged_amount > 0") >= 50:
             break
         await asyncio.sleep(0.005)
     worker.send_signal(signal.SIGKILL)
     assert await asyncio.wait_for(worker.wait(), 30) == -signal.SIGKILL
-    partial = await gw.db.fetchval("SELECT count(*) FROM sessions WHERE charged_amount > 0")
+    partial = await gw.db.fetchval("SELECT count(*) FROM live_sessions WHERE charged_amount > 0")
     assert partial >= 50
     restarted = await _spawn_worker(database_dsn, ticks=1, batch_size=50)
     assert await asyncio.wait_for(restarted.wait(), 60) == 0
@@ -189,7 +216,7 @@ async def test_exhaustion_mid_interval_ends_the_session(gw: Gateway) -> None:
     await billing_tick(gw.database, at=t0 + timedelta(minutes=30))
     result = await billing_tick(gw.database, at=t0 + timedelta(minutes=90))
     assert result.charged == ZAT // 2 and result.sessions_ended == 1
-    row = await gw.db.fetchrow("SELECT status, charged_amount, uncovered_amount, ended_at FROM sessions")
+    row = await gw.db.fetchrow("SELECT status, charged_amount, uncovered_amount, ended_at FROM live_sessions")
     assert row["status"] == "exhausted" and row["charged_amount"] == ZAT
     assert row["uncovered_amount"] == ZAT // 2 and row["ended_at"] == t0 + timedelta(minutes=90)
     assert await gw.db.fetchval("SELECT status FROM permissions WHERE id = $1",
@@ -208,7 +235,7 @@ async def test_grace_runs_on_a_direct_charge_paid_on_chain(gw: Gateway) -> None:
     [session] = await start_sessions(gw, vendor["vendor_id"], permission, 1)
     t0 = await started_at(gw, session["session_id"])
     await billing_tick(gw.database, at=t0 + timedelta(minutes=66))  # 1.1 ZEC owed, 1 ZEC held
-    row = await gw.db.fetchrow("SELECT status, charged_amount, uncovered_amount FROM sessions")
+    row = await gw.db.fetchrow("SELECT status, charged_amount, uncovered_amount FROM live_sessions")
     assert row["status"] == "active" and row["charged_amount"] == ZAT and row["uncovered_amount"] == ZAT // 10
     charge = await gw.db.fetchrow("SELECT status, amount FROM direct_charges")
     assert charge["status"] == "accruing" and charge["amount"] == ZAT // 10
@@ -240,7 +267,7 @@ async def test_expiry_closes_open_sessions_at_the_expiry_instant(gw: Gateway) ->
                         t0 + timedelta(minutes=30))
     charged, expired = await expire_permissions(gw.database, at=t0 + timedelta(minutes=45))
     assert [str(e) for e in expired] == [permission["permission_id"]]
-    row = await gw.db.fetchrow("SELECT status, charged_amount, ended_at FROM sessions")
+    row = await gw.db.fetchrow("SELECT status, charged_amount, ended_at FROM live_sessions")
     assert row["status"] == "ended" and row["ended_at"] == t0 + timedelta(minutes=30)
     assert row["charged_amount"] == 125_000_000
     expired_row = await gw.db.fetchrow("SELECT status, balance FROM permissions WHERE id = $1",

@@ -162,7 +162,7 @@ async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn
     async with running("scheduler", env=env, ready="scheduler running"):
         for _ in range(600):
             jobs = {row["job_name"]: row for row in await gw.db.fetch("SELECT * FROM job_runs")}
-            charged = await gw.db.fetchval("SELECT charged_amount FROM sessions WHERE id = $1", opened["session_id"])
+            charged = await gw.db.fetchval("SELECT charged_amount FROM live_sessions WHERE id = $1", opened["session_id"])
             if jobs.get("billing_tick") and jobs["billing_tick"]["last_succeeded_at"] and charged > 0:
                 break
             await asyncio.sleep(0.05)

@@ -53,7 +53,7 @@ async def test_seed_flow_and_billing_tick_through_pgbouncer(
     assert ticked.sessions == 1 and ticked.charged >= 3 * 10**7
     status, ended = await gw.end_session(opened["session_code"])
     assert status == 200 and ended["status"] == "confirmed"
-    charged = await gw.db.fetchval("SELECT charged_amount FROM sessions WHERE id = $1", opened["session_id"])
+    charged = await gw.db.fetchval("SELECT charged_amount FROM live_sessions WHERE id = $1", opened["session_id"])
     assert Decimal(ended["amount"]) * 10**8 == charged and charged >= 3 * 10**7
     assert await gw.db.fetchval("SELECT balance FROM permissions WHERE id = $1",
                                 permission["permission_id"]) == 10 * 10**8 - charged
