@@ -9,7 +9,6 @@ the next commands to try, and last the checkout page of a demo permission waitin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -31,6 +30,7 @@ from gateway.keys import SERVICES
 from gateway.observability import METRICS
 from gateway.views import payout_view
 from kernel.errors import PayGoError
+from paygo import event_loop
 from paygo.embedded import find_or_start_postgres
 from paygo.logs import configure_logging
 from paygo.report import format_table, operator_report
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     operations = settings.operations
     configure_logging(operations.log_format, operations.log_level)
     try:
-        return asyncio.run(args.run(args, settings))
+        return event_loop.run(args.run(args, settings))
     except (SettingsError, PayGoError) as exc:
         print(f"paygo: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import app_runner, create_app
+from paygo import event_loop
 from paygo.embedded import exit_with_parent
 from paygo.logs import configure_logging
 from paygo.metrics import Metrics
@@ -43,6 +45,7 @@ START_TIMEOUT_SECONDS = 60.0
 RESTART_DELAY_SECONDS = 1.0
 STOP_MARGIN_SECONDS = 10.0  # beyond the drain, for a process to close its pools and exit
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when a process imports it
+GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation collections (Python's default: 700)
 
 
 async def wait_for_signal() -> None:
@@ -64,7 +67,17 @@ async def start_gateway(app: web.Application, settings: Settings, *, reuse_port:
     except BaseException:
         await runner.cleanup()
         raise
+    settle_garbage_collector()
     return runner
+
+
+def settle_garbage_collector() -> None:
+    """Once the app is up: move every object made so far (modules, the app, its pools) out of the collector's
+    reach, and collect the young generation less often. Serving allocates fast; under load the cyclic collector
+    took 11 % of a worker's CPU, most of it walking start-up objects that live as long as the process."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 # ------------------------------------------------------------------------------------------ the supervised processes
@@ -72,7 +85,7 @@ async def start_gateway(app: web.Application, settings: Settings, *, reuse_port:
 def _run_worker(settings: Settings, ready: Event) -> None:
     """A worker process: the gateway on the shared port until told to stop."""
     _child_setup(settings)
-    asyncio.run(_serve_until_signal(settings, ready))
+    event_loop.run(_serve_until_signal(settings, ready))
 
 
 async def _serve_until_signal(settings: Settings, ready: Event) -> None:
@@ -87,7 +100,7 @@ async def _serve_until_signal(settings: Settings, ready: Event) -> None:
 def _run_scheduler(settings: Settings, ready: Event) -> None:
     """The scheduler process: every job, timed into the shared metrics, until told to stop."""
     _child_setup(settings)
-    asyncio.run(_schedule_until_signal(settings, ready))
+    event_loop.run(_schedule_until_signal(settings, ready))
 
 
 async def _schedule_until_signal(settings: Settings, ready: Event) -> None:
