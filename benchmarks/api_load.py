@@ -11,9 +11,12 @@ concurrent sessions do not queue on one permission row), starts `paygo serve --n
 defaults on a free port, and measures, each for `--seconds` (with `--url`, that gateway only, directly):
 - open+end: one operation opens a session (`POST /api/v1/sessions`) and ends it (`POST /api/v1/sessions/end`), at
   concurrency 64 and 8;
-- the SQL floor at the same concurrency: the statements an open and an end must run (lock the permission, insert the
-  session; lock the permission, end and charge the session) by raw asyncpg, on a pool of the gateway's total size;
-- `GET` of a permission (its token holder's view) at concurrency 64;
+- the SQL floor at the same concurrency: the gateway's own statements for the same requests (`SELECT open_session(...)`,
+  `SELECT end_session(...)`: one call per request) by raw asyncpg with no HTTP, on a pool of the gateway's total
+  size; and, at the highest concurrency, the table floor for context: the least an open and an end could write
+  (lock the permission and insert the session; lock it and update the session), none of the money engine;
+- `GET` of a permission (its token holder's view) at the highest concurrency, and its SQL floor (the same one
+  statement);
 - all of it again with the gateway and the floor going through PgBouncer (transaction pooling, started here;
   skipped when pgbouncer is not installed or with `--no-pgbouncer`);
 - a bare aiohttp app in a subprocess answering the same two routes with a constant, hit by the same client.
@@ -48,9 +51,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from billing.db import create_pool  # noqa: E402
+from billing.permission_service import PERMISSION_STATE  # noqa: E402
 from billing.schema import migrate  # noqa: E402
 from billing.secrets import secret_hash  # noqa: E402
 from chains.zcash_address import ZcashNetwork, encode_transparent  # noqa: E402
+from paygo import event_loop  # noqa: E402
 from paygo.embedded import (  # noqa: E402
     EmbeddedPgBouncer,
     EmbeddedServiceError,
@@ -86,7 +91,14 @@ SELECT gen_random_uuid(), sha256(g::text::bytea), ($1::uuid[])[1 + g % cardinali
   FROM generate_series(1, $3) AS g
 """
 
-# The SQL floor: what an open and an end must write, with the permission lock that makes each of them safe.
+# The SQL floor: the gateway's own statements (each request is one call), run by raw asyncpg with no HTTP: an open
+# is `SELECT open_session(...)`, an end `SELECT end_session(...)` (migrations/0013), a token holder's `GET` of a
+# permission billing.permission_service.PERMISSION_STATE.
+FLOOR_OPEN_SESSION = "SELECT open_session($1, $2, $3, $4, $5)"
+FLOOR_END_SESSION = "SELECT end_session($1)"
+
+# For context, the table floor: the least an open and an end could write (a session row inserted, then updated), with
+# the permission lock that makes each of them safe, and none of the money engine (ledger, stop instant, events).
 FLOOR_LOCK = "SELECT 1 FROM permissions WHERE id = $1 FOR UPDATE"
 FLOOR_OPEN = """
 INSERT INTO sessions (id, code_hash, permission_id, vendor_id, rate_per_hour) VALUES ($1, $2, $3, $4, 250000000)
@@ -108,7 +120,9 @@ async def end_session(request):
     return web.json_response({"status": "ended"})
 app = web.Application()
 app.add_routes([web.post("/api/v1/sessions", open_session), web.post("/api/v1/sessions/end", end_session)])
-web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=lambda *_: print("ready", flush=True))
+import uvloop
+web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=lambda *_: print("ready", flush=True),
+            loop=uvloop.new_event_loop())
 """
 
 
@@ -224,7 +238,7 @@ async def _http_load(operation: str, base: str, task_credentials: list[list[str]
 
 def _http_load_process(operation: str, base: str, task_credentials: list[list[str]], seconds: float,
                        results: multiprocessing.Queue) -> None:
-    results.put(asyncio.run(_http_load(operation, base, task_credentials, seconds)))
+    results.put(event_loop.run(_http_load(operation, base, task_credentials, seconds)))
 
 
 def run_http_load(operation: str, base: str, task_credentials: list[list[str]], seconds: float,
@@ -248,35 +262,96 @@ def run_http_load(operation: str, base: str, task_credentials: list[list[str]], 
 
 # ------------------------------------------------------------------------------------------------------- SQL floor
 
-async def _floor_task(pool: asyncpg.Pool, permission_ids: list[uuid.UUID], deadline: float, tally: Tally) -> None:
+@dataclass(frozen=True)
+class FloorPermission:
+    """What the floor needs of a seeded permission: its id and its token's hash (as the gateway stores it)."""
+
+    id: uuid.UUID
+    token_hash: bytes
+
+
+FloorOperation = Callable[[asyncpg.Pool, FloorPermission, Tally], Awaitable[None]]
+
+
+async def statements_open_and_end(pool: asyncpg.Pool, permission: FloorPermission, tally: Tally) -> None:
+    """The gateway's own two calls: open a session on the permission, then end it."""
+    loop = asyncio.get_running_loop()
+    code_hash = secrets.token_bytes(32)
+    started = loop.time()
+    async with pool.acquire() as conn:
+        opened = await conn.fetchval(FLOOR_OPEN_SESSION, permission.token_hash, WALLET, VENDOR_ID, uuid.uuid4(),
+                                     code_hash)
+    if opened["outcome"] != "opened":
+        tally.error(f"open {opened['outcome']}")
+        return
+    ending = loop.time()
+    tally.latencies.append(ending - started)
+    async with pool.acquire() as conn:
+        ended = await conn.fetchval(FLOOR_END_SESSION, code_hash)
+    if ended["outcome"] != "ended":
+        tally.error(f"end {ended['outcome']}")
+        return
+    tally.latencies.append(loop.time() - ending)
+    tally.operations += 1
+
+
+async def statement_show_permission(pool: asyncpg.Pool, permission: FloorPermission, tally: Tally) -> None:
+    """The gateway's one statement for a token holder's `GET` of a permission."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(PERMISSION_STATE, permission.id, permission.token_hash)
+    if row["holder"] != permission.id:
+        tally.error("show holder")
+        return
+    tally.latencies.append(loop.time() - started)
+    tally.operations += 1
+
+
+async def table_open_and_end(pool: asyncpg.Pool, permission: FloorPermission, tally: Tally) -> None:
+    """The table floor: lock and insert, then lock and update, each its own transaction."""
+    loop = asyncio.get_running_loop()
+    session_id = uuid.uuid4()
+    started = loop.time()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(FLOOR_LOCK, permission.id)
+        await conn.execute(FLOOR_OPEN, session_id, secrets.token_bytes(32), permission.id, VENDOR_ID)
+    opened = loop.time()
+    tally.latencies.append(opened - started)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(FLOOR_LOCK, permission.id)
+        await conn.execute(FLOOR_END, session_id)
+    tally.latencies.append(loop.time() - opened)
+    tally.operations += 1
+
+
+FLOOR_OPERATIONS: dict[str, FloorOperation] = {
+    "open+end": statements_open_and_end, "GET permission": statement_show_permission,
+    "table open+end": table_open_and_end,
+}
+
+
+async def _floor_task(operation: FloorOperation, pool: asyncpg.Pool, permissions: list[FloorPermission],
+                      deadline: float, tally: Tally) -> None:
     loop = asyncio.get_running_loop()
     turn = 0
     while loop.time() < deadline:
-        permission_id = permission_ids[turn % len(permission_ids)]
+        permission = permissions[turn % len(permissions)]
         turn += 1
-        session_id = uuid.uuid4()
-        started = loop.time()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(FLOOR_LOCK, permission_id)
-                await conn.execute(FLOOR_OPEN, session_id, secrets.token_bytes(32), permission_id, VENDOR_ID)
-            opened = loop.time()
-            tally.latencies.append(opened - started)
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(FLOOR_LOCK, permission_id)
-                await conn.execute(FLOOR_END, session_id)
-            tally.latencies.append(loop.time() - opened)
-            tally.operations += 1
+            await operation(pool, permission, tally)
         except asyncpg.PostgresError as exc:
             tally.error(type(exc).__name__)
 
 
-async def run_sql_floor(pool: asyncpg.Pool, task_permissions: list[list[uuid.UUID]], seconds: float) -> Tally:
+async def run_sql_floor(operation: str, pool: asyncpg.Pool, task_permissions: list[list[FloorPermission]],
+                        seconds: float) -> Tally:
     tally = Tally()
     loop = asyncio.get_running_loop()
     cpu_started, wall_started = time.process_time(), loop.time()
     deadline = wall_started + seconds
-    await asyncio.gather(*(_floor_task(pool, ids, deadline, tally) for ids in task_permissions))
+    await asyncio.gather(*(_floor_task(FLOOR_OPERATIONS[operation], pool, permissions, deadline, tally)
+                           for permissions in task_permissions))
     tally.seconds = loop.time() - wall_started
     tally.client_cpu_seconds = time.process_time() - cpu_started
     return tally
@@ -449,59 +524,71 @@ class Variant:
 
 async def measure(args: argparse.Namespace, variant: Variant, database: str, monitor: asyncpg.Connection,
                   ids: list[uuid.UUID], tokens: list[str]) -> dict[str, Tally]:
-    """Gateway and floor at each concurrency, and GET of a permission; each gateway run with its CPU split."""
+    """At each concurrency the gateway's open+end and its SQL floor (the table floor too at the highest), then
+    `GET` of a permission and its floor; each run with its CPU split."""
     found: dict[str, Tally] = {}
     split = CpuSplit(database, monitor, variant.gateway_pid, variant.bouncer_pid)
-    pool_size = POOL_SIZE * args.workers
-    for concurrency in args.concurrency:
-        await split.start()
-        gateway = run_http_load("open+end", variant.base, shares(tokens, concurrency),  # type: ignore[arg-type]
-                                args.seconds, args.client_processes)
-        cpu = await split.stop(gateway)
-        found[f"gateway c={concurrency}"] = gateway
-        print(f"{variant.name:<10} open+end  c={concurrency:<3} gateway    {gateway.summary()}", flush=True)
-        print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
-        size = min(pool_size, concurrency)
+    floor_permissions = [FloorPermission(i, secret_hash(t)) for i, t in zip(ids, tokens, strict=True)]
+
+    async def floor_run(operation: str, concurrency: int) -> Tally:
+        size = min(POOL_SIZE * args.workers, concurrency)
         pool = await create_pool(variant.floor_dsn, min_size=size, max_size=size,
                                  statement_cache_size=variant.statement_cache_size)
         try:
             await split.start()
-            floor = await run_sql_floor(pool, shares(ids, concurrency), args.seconds)  # type: ignore[arg-type]
+            floor = await run_sql_floor(operation, pool, shares(floor_permissions, concurrency),  # type: ignore[arg-type]
+                                        args.seconds)
             cpu = await split.stop(floor)  # before the pool closes: its backends are counted
         finally:
             await pool.close()
-        found[f"floor c={concurrency}"] = floor
-        print(f"{variant.name:<10} open+end  c={concurrency:<3} SQL floor  {floor.summary()}", flush=True)
+        label = f"{operation} c={concurrency}"
+        print(f"{variant.name:<10} {label:<22} SQL floor  {floor.summary()}", flush=True)
         print(f"{'':<10}   CPU (cores): {cpu}   (load generator: the floor's own asyncpg client)", flush=True)
-    concurrency = max(args.concurrency)
-    await split.start()
-    shown = run_http_load("GET permission", variant.base,
-                          shares([f"{i} {t}" for i, t in zip(ids, tokens, strict=True)], concurrency),  # type: ignore[arg-type]
-                          args.seconds, args.client_processes)
-    cpu = await split.stop(shown)
-    found["GET permission"] = shown
-    print(f"{variant.name:<10} GET permission c={concurrency:<3}   {shown.summary()}", flush=True)
-    print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
+        return floor
+
+    async def gateway_run(operation: str, concurrency: int, credentials: list[str]) -> Tally:
+        await split.start()
+        gateway = run_http_load(operation, variant.base, shares(credentials, concurrency),  # type: ignore[arg-type]
+                                args.seconds, args.client_processes)
+        cpu = await split.stop(gateway)
+        label = f"{operation} c={concurrency}"
+        print(f"{variant.name:<10} {label:<22} gateway    {gateway.summary()}", flush=True)
+        print(f"{'':<10}   CPU (cores): {cpu}", flush=True)
+        return gateway
+
+    high = max(args.concurrency)
+    for concurrency in args.concurrency:
+        found[f"gateway c={concurrency}"] = await gateway_run("open+end", concurrency, tokens)
+        found[f"floor c={concurrency}"] = await floor_run("open+end", concurrency)
+    found["table floor"] = await floor_run("table open+end", high)
+    found["GET permission"] = await gateway_run("GET permission", high,
+                                                [f"{i} {t}" for i, t in zip(ids, tokens, strict=True)])
+    found["GET floor"] = await floor_run("GET permission", high)
     return found
 
 
 def report(results: dict[str, dict[str, Tally]], bare: dict[int, Tally], concurrencies: list[int]) -> None:
     high, low = max(concurrencies), min(concurrencies)
-    print("\nratios (gateway ops/s over the same-run floor):")
+    print("\nratios (gateway over the same-run floor of the same statements; the table floor and a bare aiohttp "
+          "handler for context):")
     for name, found in results.items():
         for concurrency in concurrencies:
             gateway, floor = found[f"gateway c={concurrency}"], found[f"floor c={concurrency}"]
-            to_floor = gateway.ops_per_second / floor.ops_per_second
-            to_bare = gateway.ops_per_second / bare[concurrency].ops_per_second
-            print(f"  {name:<10} c={concurrency:<3} gateway / SQL floor {to_floor:.2f}   "
-                  f"gateway / bare aiohttp {to_bare:.2f}")
+            print(f"  {name:<10} open+end c={concurrency:<3} gateway / SQL floor "
+                  f"{gateway.ops_per_second / floor.ops_per_second:.2f}   gateway / bare aiohttp "
+                  f"{gateway.ops_per_second / bare[concurrency].ops_per_second:.2f}")
+        print(f"  {name:<10} open+end c={high:<3} gateway / table floor "
+              f"{found[f'gateway c={high}'].ops_per_second / found['table floor'].ops_per_second:.2f}")
+        print(f"  {name:<10} GET      c={high:<3} gateway / SQL floor "
+              f"{found['GET permission'].ops_per_second / found['GET floor'].ops_per_second:.2f}")
     print("targets (issue 12):")
     for name, found in results.items():
         gateway, floor = found[f"gateway c={high}"], found[f"floor c={high}"]
-        print(f"  {name:<10} open+end c={high}: {gateway.ops_per_second:.0f}/s (>= 1000), "
-              f"{gateway.ops_per_second / floor.ops_per_second:.2f} of the floor (>= 0.6); "
-              f"p99 at c={low}: {found[f'gateway c={low}'].percentile_ms(0.99):.1f} ms (<= 25); "
-              f"GET permission {found['GET permission'].ops_per_second:.0f}/s (>= 3000)")
+        print(f"  {name:<10} open+end c={high}: {gateway.ops_per_second:.0f}/s (>= 1000; its SQL floor alone "
+              f"{floor.ops_per_second:.0f}/s), {gateway.ops_per_second / floor.ops_per_second:.2f} of the floor "
+              f"(>= 0.6); p99 at c={low}: {found[f'gateway c={low}'].percentile_ms(0.99):.1f} ms (<= 25); "
+              f"GET permission {found['GET permission'].ops_per_second:.0f}/s (>= 3000; its SQL floor alone "
+              f"{found['GET floor'].ops_per_second:.0f}/s)")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -600,4 +687,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(_parser().parse_args()))
+    event_loop.run(main(_parser().parse_args()))

@@ -150,7 +150,7 @@ _CACHED_STATE = TypeAdapter(PermissionState)
 # and fiat pricing, each selected as its own module reads it ($1: the permission) — and the permission a token hash
 # opens ($2, or NULL): one round trip for a token holder's read. Collections come as JSON, read into their
 # dataclasses below.
-_STATE = f"""
+PERMISSION_STATE = f"""
 SELECT (SELECT id FROM permissions WHERE token_hash = $2) AS holder, now() AS now, to_jsonb(p) AS permission,
        (SELECT coalesce(jsonb_agg(x), '[]') FROM ({PAYMENTS_OF}) x) AS payments,
        (SELECT coalesce(jsonb_agg(x), '[]') FROM ({REMINDERS_OF}) x) AS reminders,
@@ -341,7 +341,8 @@ class PermissionService:
         """Which permission `token` opens (None for no token or an invalid one), and the permission's whole state
         (None when it does not exist), in one statement."""
         async with self.db.connection() as conn:
-            row = await conn.fetchrow(_STATE, permission_id, secret_hash(token) if token is not None else None)
+            row = await conn.fetchrow(PERMISSION_STATE, permission_id,
+                                      secret_hash(token) if token is not None else None)
         if row["permission"] is None:
             return row["holder"], None
         permission = _PERMISSION.validate_python(row["permission"])
