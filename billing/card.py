@@ -26,7 +26,7 @@ from uuid import UUID
 
 import asyncpg
 
-from billing.charging import refresh_stop_instants
+from billing.charging import charge_sessions, refresh_stop_instants
 from billing.ledger import EntryKind, post_entry
 from billing.permissions import Permission, PermissionStatus, apply_payments, get_permission
 from kernel.errors import Conflict, InvalidEvent, NotFound
@@ -331,8 +331,9 @@ async def record_refund_submitted(conn: asyncpg.Connection, permission_id: UUID,
 
 
 async def claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> RefundRecord:
-    """Take the unused balance off the permission (ledger kind `refund`) and close it, once; the Stripe refund is
-    counted as covered before Stripe is asked, so its `charge.refunded` event takes nothing more."""
+    """End the permission's open sessions (charged what they owe now), take the unused balance off it (ledger kind
+    `refund`) and close it, once; the Stripe refund is counted as covered before Stripe is asked, so its
+    `charge.refunded` event takes nothing more."""
     async with conn.transaction():
         permission = await get_permission(conn, permission_id, lock=True)
         if permission is None or permission.funding_source != CARD:
@@ -342,7 +343,9 @@ async def claim_refund(conn: asyncpg.Connection, permission_id: UUID) -> RefundR
             return existing
         if permission.status not in (PermissionStatus.ACTIVE, PermissionStatus.EXHAUSTED, PermissionStatus.EXPIRED):
             raise Conflict(f"a {permission.status} permission cannot be refunded", code="permission_not_refundable")
-        amount = permission.balance
+        # its open sessions end now, charged what they owe: what is refunded is what is left after them
+        await charge_sessions(conn, [permission_id], await conn.fetchval("SELECT now()"), final=True)
+        amount = (await get_permission(conn, permission_id)).balance  # type: ignore[union-attr]
         await conn.execute(
             "INSERT INTO card_refunds (permission_id, amount, status) VALUES ($1, $2, $3)",
             permission_id, amount, "requested" if amount > 0 else "not_needed",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 from billing.ledger import recompute_balances
@@ -195,6 +196,26 @@ async def test_our_refund_after_usage_gives_back_what_is_left(card: CardGateway)
     assert card.stripe.charge(card.payment_intent(permission))["amount_refunded"] == 875
     await card.deliver("charge.refunded", card.stripe.charge(card.payment_intent(permission)))
     assert await ledger(card, permission) == [("funding", 1000), ("charge", -125), ("refund", -875)]
+    await assert_ledger_agrees(card)
+
+
+async def test_our_refund_ends_open_sessions_first(card: CardGateway) -> None:
+    """A session still streaming is ended and charged what it owes before the rest goes back to the card, so the
+    vendor is paid for it and nothing streams on a closed permission."""
+    vendor = await card.gw.create_vendor()
+    permission = await card.paid("10.00", "2.50")
+    status, opened = await card.gw.call("POST", "/api/v1/sessions", token=permission["permission_token"], json={
+        "user_wallet_address": "buyer@example.com", "vendor_id": vendor["vendor_id"]})
+    assert status == 201
+    await card.gw.backdate_session(opened["session_id"], 1800)
+    status, refunded = await card.refund(permission)
+    assert status == 200 and refunded["status"] == "closed"
+    charged = 1000 - int(Decimal(refunded["refund_amount"]) * 100)
+    assert charged >= 125  # 30 minutes at 2.50 an hour, and the seconds the test took
+    session = await card.gw.db.fetchrow("SELECT status, charged_amount, uncovered_amount FROM live_sessions "
+                                        "WHERE id = $1", opened["session_id"])
+    assert dict(session) == {"status": "ended", "charged_amount": charged, "uncovered_amount": 0}
+    assert await ledger(card, permission) == [("funding", 1000), ("charge", -charged), ("refund", charged - 1000)]
     await assert_ledger_agrees(card)
 
 
