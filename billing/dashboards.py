@@ -241,9 +241,9 @@ class DashboardService:
             )
             pending = await conn.fetch(
                 """
-                SELECT q.permission_id, q.funding_source, q.asset, coalesce(p.asset_decimals, 0) AS asset_decimals,
+                SELECT q.permission_id, q.funding_source, q.asset, p.asset_decimals,
                        q.txid, q.output_index, q.amount, q.confirmations, q.first_seen_at
-                  FROM payments q LEFT JOIN permissions p ON p.id = q.permission_id
+                  FROM payments q JOIN permissions p ON p.id = q.owner_permission_id  -- a direct charge's too
                  WHERE q.status = 'seen'
                  ORDER BY q.first_seen_at, q.id LIMIT $1
                 """,

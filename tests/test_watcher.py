@@ -9,7 +9,7 @@ from uuid import UUID
 from kernel.funding import FundingRequest
 from gateway.keys import REDIS
 from billing.watcher import PaymentWatcher, WatcherSummary
-from tests.conftest import MIN_CONFIRMATIONS, Gateway
+from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
 
 
 class Watching:
@@ -99,6 +99,11 @@ async def test_a_direct_charge_paid_on_chain_confirms_its_session(gw: Gateway) -
     await gw.pay(where.payment_address, "0.2")
     first = await watcher.run_once(now=await _db_now(gw))
     assert first.direct_charges_checked == 1 and first.direct_charges_paid == []
+    # the operator sees them confirming, in ZEC (the asset's decimals come from the permission the charge is on)
+    status, overview = await gw.call("GET", "/api/v1/admin/overview", api_key=ADMIN_KEY)
+    assert status == 200, overview
+    assert sorted((p["permission_id"], p["amount"]) for p in overview["pending_payments"]) == [
+        (None, "0.20000000"), (None, "0.30000000")]
 
     await gw.mine(MIN_CONFIRMATIONS)
     paid = await watcher.run_once(now=await _db_now(gw))
