@@ -183,13 +183,19 @@ async def test_our_refund_of_an_unused_permission(card: CardGateway) -> None:
     await assert_ledger_agrees(card)
 
 
-async def test_our_refund_after_usage_gives_back_what_is_left(card: CardGateway) -> None:
+async def _half_an_hour_streamed(card: CardGateway) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A paid card permission (10.00 at 2.50 an hour) and a session on it that started 30 minutes ago."""
     vendor = await card.gw.create_vendor()
     permission = await card.paid("10.00", "2.50")
     status, opened = await card.gw.call("POST", "/api/v1/sessions", token=permission["permission_token"], json={
         "user_wallet_address": "buyer@example.com", "vendor_id": vendor["vendor_id"]})
     assert status == 201
     await card.gw.backdate_session(opened["session_id"], 1800)
+    return permission, opened
+
+
+async def test_our_refund_after_usage_gives_back_what_is_left(card: CardGateway) -> None:
+    permission, opened = await _half_an_hour_streamed(card)
     assert (await card.gw.end_session(opened["session_code"]))[0] == 200
     status, refunded = await card.refund(permission)
     assert status == 200 and refunded["refund_amount"] == "8.75" and refunded["remaining_amount"] == "0.00"
@@ -202,12 +208,7 @@ async def test_our_refund_after_usage_gives_back_what_is_left(card: CardGateway)
 async def test_our_refund_ends_open_sessions_first(card: CardGateway) -> None:
     """A session still streaming is ended and charged what it owes before the rest goes back to the card, so the
     vendor is paid for it and nothing streams on a closed permission."""
-    vendor = await card.gw.create_vendor()
-    permission = await card.paid("10.00", "2.50")
-    status, opened = await card.gw.call("POST", "/api/v1/sessions", token=permission["permission_token"], json={
-        "user_wallet_address": "buyer@example.com", "vendor_id": vendor["vendor_id"]})
-    assert status == 201
-    await card.gw.backdate_session(opened["session_id"], 1800)
+    permission, opened = await _half_an_hour_streamed(card)
     status, refunded = await card.refund(permission)
     assert status == 200 and refunded["status"] == "closed"
     charged = 1000 - int(Decimal(refunded["refund_amount"]) * 100)
