@@ -10,7 +10,7 @@ ARGS ?=
 VENV_READY := $(VENV)/.installed
 NODE_READY := $(if $(wildcard package.json),node_modules/.installed)
 
-LINTED := kernel gateway billing chains scheduler paygo
+LINTED := kernel gateway billing chains scheduler paygo regtest benchmarks tests
 
 .PHONY: serve test lint
 
@@ -20,8 +20,9 @@ serve: $(VENV_READY)
 test: $(VENV_READY) $(NODE_READY)
 	$(VENV)/bin/pytest -q $(ARGS)
 
-# ruff and mypy over the product's packages (configured in pyproject.toml) and the client library (strict, its own
-# configuration); .ci/run runs this before the tests.
+# ruff over the product's packages, the stand-ins, the benchmarks and the tests; mypy over the product's packages
+# (both configured in pyproject.toml) and the client library (strict, its own configuration); .ci/run runs this
+# before the tests.
 lint: $(VENV_READY)
 	$(VENV)/bin/ruff check $(LINTED) clients/python
 	$(VENV)/bin/mypy

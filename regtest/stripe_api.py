@@ -24,6 +24,7 @@ from aiohttp import web
 
 from chains.card import STRIPE_API_VERSION
 
+
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
@@ -48,7 +49,7 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         head, _, rest = raw_key.partition("[")
         parts = [head, *(rest[:-1].split("][") if rest else [])]
         node: Any = root
-        for part, following in zip(parts, parts[1:] + [None]):
+        for part, following in zip(parts, [*parts[1:], None], strict=True):
             if following is None:
                 node[part] = value
                 break

@@ -8,8 +8,8 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
-from kernel.errors import InvalidAddress
 from chains.zcash_address import ZcashAddress, ZcashNetwork, encode_transparent, validate_address
+from kernel.errors import InvalidAddress
 from regtest.zcash_chain import Chain
 from regtest.zcash_params import as_int, as_list, as_string
 from regtest.zcash_types import (

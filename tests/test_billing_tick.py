@@ -15,7 +15,6 @@ import asyncpg
 import pytest
 
 from billing.charging import billing_tick, expire_permissions
-from billing.direct_charges import allocate_direct_charge_addresses
 from billing.ledger import recompute_balances
 from kernel.money import owed_for
 from tests.conftest import Gateway
@@ -265,7 +264,7 @@ async def test_expiry_closes_open_sessions_at_the_expiry_instant(gw: Gateway) ->
     t0 = await started_at(gw, session["session_id"])
     await gw.db.execute("UPDATE permissions SET expires_at = $2 WHERE id = $1", permission["permission_id"],
                         t0 + timedelta(minutes=30))
-    charged, expired = await expire_permissions(gw.database, at=t0 + timedelta(minutes=45))
+    _charged, expired = await expire_permissions(gw.database, at=t0 + timedelta(minutes=45))
     assert [str(e) for e in expired] == [permission["permission_id"]]
     row = await gw.db.fetchrow("SELECT status, charged_amount, ended_at FROM live_sessions")
     assert row["status"] == "ended" and row["ended_at"] == t0 + timedelta(minutes=30)

@@ -105,7 +105,8 @@ async def test_the_same_idempotency_key_creates_one_permission(card: CardGateway
     assert len(card.stripe.created(CHECKOUT)) == 1 and await permission_rows(card.gw) == 1
     status, body = await card.create("11", "2", headers=headers)
     assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
-    racing = await asyncio.gather(*(card.create("12", "2", headers={"Idempotency-Key": "race-" + "1" * 32}) for _ in range(4)))
+    racing = await asyncio.gather(*(card.create("12", "2", headers={"Idempotency-Key": "race-" + "1" * 32})
+                                    for _ in range(4)))
     winners = {body["permission_id"] for status, body in racing if status == 201}
     assert len(winners) == 1 and all(status in (201, 409) for status, _ in racing)
     assert await permission_rows(card.gw) == 2

@@ -277,7 +277,7 @@ async def test_a_dispute_suspends_and_stops_billing_open_sessions(card: CardGate
     await card.gw.backdate_session(opened["session_id"], 3600)
     status, ended = await card.gw.end_session(opened["session_code"])
     assert status == 200 and ended["amount"] == "0.00" and ended["uncovered_amount"] == "2.50"
-    status, body = await card.gw.call("POST", "/api/v1/sessions", token=permission["permission_token"], json={
+    status, _body = await card.gw.call("POST", "/api/v1/sessions", token=permission["permission_token"], json={
         "user_wallet_address": "buyer@example.com", "vendor_id": vendor["vendor_id"]})
     assert status == 402
     assert await ledger(card, permission) == [("funding", 1000)]

@@ -84,7 +84,7 @@ async def test_migrate_is_a_no_op_on_a_migrated_database(database_dsn: str) -> N
 
 
 async def test_bad_configuration_is_refused_clearly(database_dsn: str) -> None:
-    code, out, err = await run("migrate", env=clean_env(DATABASE_URL=database_dsn, ZCASH_MIN_CONFIRMATIONS="many"))
+    code, _out, err = await run("migrate", env=clean_env(DATABASE_URL=database_dsn, ZCASH_MIN_CONFIRMATIONS="many"))
     assert code == 2 and "ZCASH_MIN_CONFIRMATIONS" in err
 
 
@@ -92,13 +92,12 @@ async def test_zcash_regtest_standalone_answers_with_auth() -> None:
     port = free_port()
     args = ("zcash-regtest", "--listen", f"127.0.0.1:{port}", "--rpcuser", "u", "--rpcpassword", "p",
             "--personality", "zcashd")
-    async with running(*args, env=clean_env(), ready="listening"):
-        async with aiohttp.ClientSession() as http:
-            body = {"jsonrpc": "1.0", "id": 1, "method": "getblockchaininfo", "params": []}
-            async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "p")) as reply:
-                assert reply.status == 200 and (await reply.json())["result"]["chain"] == "regtest"
-            async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "x")) as reply:
-                assert reply.status == 401
+    async with running(*args, env=clean_env(), ready="listening"), aiohttp.ClientSession() as http:
+        body = {"jsonrpc": "1.0", "id": 1, "method": "getblockchaininfo", "params": []}
+        async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "p")) as reply:
+            assert reply.status == 200 and (await reply.json())["result"]["chain"] == "regtest"
+        async with http.post(f"http://127.0.0.1:{port}/", json=body, headers=basic_auth("u", "x")) as reply:
+            assert reply.status == 401
 
 
 async def test_serve_on_embedded_defaults_prints_the_demo_and_answers(database_dsn: str) -> None:
@@ -152,7 +151,7 @@ async def test_serve_never_prints_an_operator_key_the_operator_set(database_dsn:
     assert chosen not in printed
 
 
-async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn: str) -> None:  # noqa: ANN001
+async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn: str) -> None:
     vendor = await gw.create_vendor()
     permission = await gw.funded_permission("10", "360")  # 0.1 ZEC per second: every tick charges something
     status, opened = await gw.open_session(permission, vendor["vendor_id"])
@@ -162,7 +161,8 @@ async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn
     async with running("scheduler", env=env, ready="scheduler running"):
         for _ in range(600):
             jobs = {row["job_name"]: row for row in await gw.db.fetch("SELECT * FROM job_runs")}
-            charged = await gw.db.fetchval("SELECT charged_amount FROM live_sessions WHERE id = $1", opened["session_id"])
+            charged = await gw.db.fetchval("SELECT charged_amount FROM live_sessions WHERE id = $1",
+                                           opened["session_id"])
             if jobs.get("billing_tick") and jobs["billing_tick"]["last_succeeded_at"] and charged > 0:
                 break
             await asyncio.sleep(0.05)
@@ -172,7 +172,7 @@ async def test_scheduler_process_runs_the_jobs_and_records_them(gw, database_dsn
     assert health["checks"]["scheduler"]["lag_seconds"] is not None
 
 
-async def test_payouts_lists_the_refunds(gw, database_dsn: str) -> None:  # noqa: ANN001
+async def test_payouts_lists_the_refunds(gw, database_dsn: str) -> None:
     permission = await gw.funded_permission("1", "1")
     status, answer = await gw.call("POST", f"/api/v1/zcash/permissions/{permission['permission_id']}/refund",
                                    token=permission["permission_token"])

@@ -222,7 +222,7 @@ async def test_the_watcher_finds_eth_and_token_payments_nobody_named(eth_gw: Eth
     summary = await eth_gw.gw.jobs.watch_payments()
     assert {str(pid) for pid in summary.activated} >= {in_eth["permission_id"], in_token["permission_id"]}
     for permission, remaining in ((in_eth, "1.000000000000000000"), (in_token, "5.000000")):
-        status, shown = await eth_gw.gw.call("GET", f"/api/v1/ethereum/permissions/{permission['permission_id']}",
+        _status, shown = await eth_gw.gw.call("GET", f"/api/v1/ethereum/permissions/{permission['permission_id']}",
                                              token=permission["permission_token"])
         assert shown["status"] == "active" and shown["remaining_amount"] == remaining
     assert await recompute_balances(eth_gw.gw.db) == []

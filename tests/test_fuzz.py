@@ -156,14 +156,14 @@ def fuzz(document: dict[str, Any], base_url: str, known: Known) -> Outcome:
             try:
                 response = case.call(base_url=base_url, session=http, timeout=CALL_TIMEOUT_SECONDS, **sending)
             except requests.RequestException as exc:
-                outcome.failures.append(f"{label}: no answer ({exc})\n{case.as_curl_command()}")
+                outcome.failures.append(f"{label}: no answer ({exc})\n{case.as_curl_command()}")  # noqa: B023 - run() runs within its own iteration
                 return
             outcome.requests += 1
-            outcome.statuses.setdefault(label, set()).add(response.status_code)
+            outcome.statuses.setdefault(label, set()).add(response.status_code)  # noqa: B023 - likewise
             try:
                 case.validate_response(response, checks=CHECKS)
             except (AssertionError, FailureGroup) as exc:
-                outcome.failures.append(f"{label} answered {response.status_code}: {exc}\n"
+                outcome.failures.append(f"{label} answered {response.status_code}: {exc}\n"  # noqa: B023
                                         f"{response.text[:500]}\n{case.as_curl_command()}")
 
         run()

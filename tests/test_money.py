@@ -72,7 +72,7 @@ def test_parse_refusals(raw: object, fragment: str) -> None:
 
 def test_maximum() -> None:
     assert parse_amount("1000", ZEC, "a", maximum_units=100_000_000_000) == 100_000_000_000
-    with pytest.raises(InvalidAmount, match="must not exceed 1000.00000000 ZEC"):
+    with pytest.raises(InvalidAmount, match=r"must not exceed 1000\.00000000 ZEC"):
         parse_amount("1000.00000001", ZEC, "a", maximum_units=100_000_000_000)
 
 

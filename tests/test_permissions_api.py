@@ -20,7 +20,7 @@ WALLET_FIELDS = {"id", "user_wallet_address", "approved_amount", "remaining_amou
 
 async def test_create_permission_answers_the_seed_fields_with_exact_strings(gw: Gateway) -> None:
     created = await gw.create_permission("10", "2.5", duration_days=30)
-    assert SEED_FIELDS <= created.keys()
+    assert created.keys() >= SEED_FIELDS
     assert created["status"] == "pending_payment"
     assert created["amount_to_pay"] == "10.00000000"
     assert created["max_streaming_hours"] == "4.000000"
@@ -56,10 +56,10 @@ async def test_seed_flow_end_to_end(gw: Gateway) -> None:
     assert active["remaining_amount"] == "10.00000000" and active["remaining_hours"] == "4.000000"
 
     status, shown = await gw.call("GET", f"/api/v1/zcash/permissions/{pid}", token=token)
-    assert status == 200 and STATUS_FIELDS <= shown.keys() and shown["used_hours"] == "0.000000"
+    assert status == 200 and shown.keys() >= STATUS_FIELDS and shown["used_hours"] == "0.000000"
     status, by_wallet = await gw.call("GET", f"/api/v1/zcash/permissions/wallet/{permission['user_wallet_address']}",
                                       token=token)
-    assert status == 200 and WALLET_FIELDS <= by_wallet.keys() and by_wallet["id"] == pid
+    assert status == 200 and by_wallet.keys() >= WALLET_FIELDS and by_wallet["id"] == pid
 
     status, opened = await gw.open_session(permission, vendor["vendor_id"])
     assert status == 201 and {"session_code", "session_id"} <= opened.keys()
@@ -238,7 +238,8 @@ async def test_malformed_and_wrong_network_addresses_are_422(gw: Gateway, addres
 
 
 async def test_wrong_network_names_both_networks(gw: Gateway) -> None:
-    status, body = await gw.call("GET", f"/api/v1/zcash/balance/{encode_transparent(ZcashNetwork.MAIN, 'p2pkh', bytes(20))}")
+    mainnet = encode_transparent(ZcashNetwork.MAIN, "p2pkh", bytes(20))
+    status, body = await gw.call("GET", f"/api/v1/zcash/balance/{mainnet}")
     assert status == 422 and body["error"]["code"] == "wrong_network"
     assert "main" in body["error"]["message"]
 

@@ -65,7 +65,8 @@ async def test_expiry_reminders_are_queued_once_each_at_their_lead(signing_gw: G
     assert await _reminder_kinds(gw, permission) == ["expires_in_72h"]
 
     # several replicas at the same instant: one message in all
-    counts = await asyncio.gather(*(enqueue_due_reminders(gw.database, policy=POLICY, now=expires_at - timedelta(hours=2))
+    two_hours_before = expires_at - timedelta(hours=2)
+    counts = await asyncio.gather(*(enqueue_due_reminders(gw.database, policy=POLICY, now=two_hours_before)
                                     for _ in range(5)))
     assert sum(counts) == 1
     assert await _reminder_kinds(gw, permission) == ["expires_in_24h", "expires_in_72h"]

@@ -5,10 +5,10 @@ permission cache being invalidated on writes."""
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlsplit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -101,7 +101,7 @@ async def test_gateway_works_with_redis_down_or_absent(
     status, shown = await gw.call("GET", f"/api/v1/zcash/permissions/{permission['permission_id']}",
                                   token=permission["permission_token"])
     assert status == 200 and shown["status"] == "active"
-    status, ended = await gw.end_session(opened["session_code"])
+    status, _ended = await gw.end_session(opened["session_code"])
     assert status == 200
     status, health = await gw.call("GET", "/api/v1/health", api_key=ADMIN_KEY)
     assert health["checks"]["redis"]["ok"] is (redis_url is None)

@@ -86,7 +86,8 @@ async def test_never_paid_permissions_are_pruned_keeping_address_audit_and_late_
 
 
 async def test_the_scheduler_runs_the_prune_job(gw: Gateway) -> None:
-    jobs = {job.name: job for job in schedule(gw.jobs, Intervals(billing_tick=60, expiry=30, watcher=5, hard_stop=1, prune=3600))}
+    intervals = Intervals(billing_tick=60, expiry=30, watcher=5, hard_stop=1, prune=3600)
+    jobs = {job.name: job for job in schedule(gw.jobs, intervals)}
     assert jobs["prune"].every_seconds == 3600
     await gw.jobs.recorded("prune", jobs["prune"].run)
     assert await gw.db.fetchval("SELECT last_succeeded_at FROM job_runs WHERE job_name = 'prune'") is not None

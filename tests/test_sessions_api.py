@@ -31,7 +31,7 @@ async def test_end_twice_answers_the_same_and_charges_once(gw: Gateway, vendor: 
 
 async def test_charge_is_rounded_once_in_the_payers_favour(gw: Gateway, vendor: dict) -> None:
     permission = await gw.funded_permission("1", "0.00000003")  # 3 zatoshi per hour
-    status, opened = await gw.open_session(permission, vendor["vendor_id"])
+    _status, opened = await gw.open_session(permission, vendor["vendor_id"])
     await gw.backdate_session(opened["session_id"], 1199)  # owes 0.9991… zatoshi → 0
     _, ended = await gw.end_session(opened["session_code"])
     assert ended["amount"] == "0.00000000" and ended["status"] == "confirmed"

@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from kernel.funding import FundingRequest
-from gateway.keys import REDIS
 from billing.watcher import PaymentWatcher, WatcherSummary
+from kernel.funding import FundingRequest
 from tests.conftest import ADMIN_KEY, MIN_CONFIRMATIONS, Gateway
 
 

@@ -90,8 +90,9 @@ async def refused(port: int) -> bool:
 async def test_two_workers_share_the_port_run_the_scheduler_once_count_metrics_together_and_drain(
         database_dsn: str) -> None:
     port = free_port()
-    env = clean_env(DATABASE_URL=database_dsn, ADMIN_API_KEY=ADMIN_KEY, BILLING_INTERVAL_SECONDS=HOUR, EXPIRY_INTERVAL_SECONDS=HOUR,
-                    WATCHER_INTERVAL_SECONDS=HOUR, HARD_STOP_INTERVAL_SECONDS=HOUR, PRUNE_INTERVAL_SECONDS=HOUR)
+    env = clean_env(DATABASE_URL=database_dsn, ADMIN_API_KEY=ADMIN_KEY, BILLING_INTERVAL_SECONDS=HOUR,
+                    EXPIRY_INTERVAL_SECONDS=HOUR, WATCHER_INTERVAL_SECONDS=HOUR, HARD_STOP_INTERVAL_SECONDS=HOUR,
+                    PRUNE_INTERVAL_SECONDS=HOUR)
     process = await asyncio.create_subprocess_exec(*PAYGO, "serve", "--workers", "2", "--listen", f"127.0.0.1:{port}",
                                                    env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.DEVNULL)
@@ -107,7 +108,7 @@ async def test_two_workers_share_the_port_run_the_scheduler_once_count_metrics_t
 
         async def every_job_ran() -> bool:  # the scheduler process runs every job once at start
             jobs = await db.fetch("SELECT job_name, last_succeeded_at FROM job_runs")
-            return SOME_JOBS <= {job["job_name"] for job in jobs} and all(job["last_succeeded_at"] for job in jobs)
+            return {job["job_name"] for job in jobs} >= SOME_JOBS and all(job["last_succeeded_at"] for job in jobs)
 
         await eventually(every_job_ran, "every job has run")
         jobs = await db.fetch("SELECT job_name, runs, last_runner FROM job_runs")
@@ -120,7 +121,8 @@ async def test_two_workers_share_the_port_run_the_scheduler_once_count_metrics_t
         for _ in range(20):  # a new connection each: the kernel spreads them over both workers
             async with aiohttp.ClientSession() as http, http.get(f"{base}/api/v1/health/live") as reply:
                 assert reply.status == 200
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics", headers={"X-API-Key": ADMIN_KEY}) as reply:
+        async with (aiohttp.ClientSession() as http,
+                    http.get(f"{base}/metrics", headers={"X-API-Key": ADMIN_KEY}) as reply):
             samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                        for family in text_string_to_metric_families(await reply.text())
                        for sample in family.samples}

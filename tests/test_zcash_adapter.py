@@ -6,12 +6,12 @@ import socket
 
 import pytest
 
-from kernel.errors import InvalidAddress, ServiceUnavailable
-from kernel.funding import FundingRequest, FundingSource, KnownPayment, PaymentTarget, ScansPayments, ScanWindow
 from chains.jsonrpc import JsonRpcClient
 from chains.zcash import ZcashFundingSource
-from chains.zcash_scan import OVERLAP_BLOCKS
 from chains.zcash_address import ZcashNetwork, decode_address, encode_transparent, encode_unified
+from chains.zcash_scan import OVERLAP_BLOCKS
+from kernel.errors import InvalidAddress, ServiceUnavailable
+from kernel.funding import FundingRequest, FundingSource, KnownPayment, PaymentTarget, ScansPayments, ScanWindow
 from regtest.zcash_node import RunningNode, start_zcash_regtest
 from tests.zcash_fixtures import ZCASH_MIN_CONFIRMATIONS, ZCASH_RPC_USER, RegtestControl
 
