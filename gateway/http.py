@@ -134,9 +134,12 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+_JSON_ENCODER = json.JSONEncoder(default=str)  # one for every answer (json.dumps with options makes one per call)
+
+
 def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return web.json_response(payload, status=status, dumps=lambda obj: json.dumps(obj, default=str))
+    return web.json_response(payload, status=status, dumps=_JSON_ENCODER.encode)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
