@@ -12,11 +12,18 @@ What is stored lets the same caller replay the same answer and nothing more; a d
   the same key sent with another body, or by the same caller with another credential (a rotated key), is refused
   (422 `idempotency_key_reused`) instead of running twice.
 
-`claim` inserts a row locked for a short lease; a retry with the same key and body gets the stored answer, while the
-first request is still running a 409 (`idempotency_key_in_progress`). Answers of 5xx are not stored, so the client
-may retry. If a process dies mid-request, its lease runs out and a retry runs again — every money-moving operation
-behind it is idempotent by construction (see billing/sessions.py). Records expire KEY_TTL after their first use (a
-reuse after that runs as new) and the prune job deletes them (billing/retention.py).
+Two paths claim a key, both through the SQL function `claim_idempotency_key`:
+- around a handler (the gateway's middleware, every POST but the hot path's): `claim` commits a row locked for a
+  short lease, the handler runs, and `complete` stores its sealed answer (or `release` forgets it after a 5xx, so the
+  client may retry). A retry with the same key and body gets the stored answer; while the first request is still
+  running, a 409 (`idempotency_key_in_progress`). If a process dies mid-request, its lease runs out and a retry runs
+  again — every money-moving operation behind it is idempotent by construction (see billing/sessions.py);
+- inside the one call that does the work (opening and ending a session: `IdempotentCall`, migrations/0015): the
+  SQL function claims the key, does the work and records its answer (`outcome`, no secret) in one transaction, so no
+  round trip is added and nobody sees the record in progress (a simultaneous duplicate waits, then replays). The
+  secret the answer shows once (a new session's code) is sealed here before the call, exactly as above.
+Records expire KEY_TTL after their first use (a reuse after that runs as new) and the prune job deletes them
+(billing/retention.py).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import hmac
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -49,6 +57,24 @@ _HKDF_INFO = b"paygo idempotency v1"
 class StoredAnswer:
     status_code: int
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOutcome:
+    """What a hot-path SQL function answered under a key (no secret), and the secret its answer showed once."""
+
+    outcome: dict[str, Any]
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentCall:
+    """An Idempotency-Key that the service applies in the one database call doing the work (the hot path), rather
+    than the gateway around the handler: the route, the key, and the request's body."""
+
+    route: str
+    key: str
+    request: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,46 +137,47 @@ def unseal(claim: IdempotencyClaim, sealed: bytes) -> str | None:
     return plain.decode("utf-8", "surrogateescape")
 
 
+def _held_request(claimed: IdempotencyClaim, held: dict[str, Any]) -> None:
+    """Refuse a record that does not hold this very request: gone in the meantime (409, retry), or made by another
+    body or credential (422)."""
+    if held["request_hash"] is None:
+        raise Conflict("a request with this Idempotency-Key is still being processed",
+                       code="idempotency_key_in_progress")
+    if not hmac.compare_digest(bytes.fromhex(held["request_hash"]), claimed.request_hash):
+        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
+                             code="idempotency_key_reused")
+
+
+def _unsealed(claimed: IdempotencyClaim, sealed_hex: str) -> str:
+    plain = unseal(claimed, bytes.fromhex(sealed_hex))
+    if plain is None:
+        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
+                             code="idempotency_key_reused")
+    return plain
+
+
+def recorded_outcome(claimed: IdempotencyClaim, held: dict[str, Any]) -> RecordedOutcome:
+    """What a hot-path call recorded under this key (`claim_idempotency_key`'s record), for its replay."""
+    _held_request(claimed, held)
+    if held["outcome"] is None:  # claimed by the other path, a version ago: as good as in progress
+        raise Conflict("a request with this Idempotency-Key is still being processed",
+                       code="idempotency_key_in_progress")
+    secret = _unsealed(claimed, held["response"]) if held["response"] is not None else None
+    return RecordedOutcome(held["outcome"], secret)
+
+
 async def claim(conn: asyncpg.Connection, claimed: IdempotencyClaim) -> StoredAnswer | None:
-    """Claim the key for this request; returns a stored answer to replay, or None when the caller should run.
-    A record older than KEY_TTL is taken over as if it did not exist. One statement: it claims, or reads the record
-    that holds the key (as of before the statement: one claimed by a request still running since then reads as in
-    progress)."""
-    row = await conn.fetchrow(
-        """
-        WITH claimed AS (
-            INSERT INTO idempotency_keys (scope, key_id, request_hash, locked_until)
-            VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-            ON CONFLICT (scope, key_id) DO UPDATE
-               SET request_hash = EXCLUDED.request_hash, locked_until = EXCLUDED.locked_until, status_code = NULL,
-                   response = NULL, created_at = now()
-             WHERE idempotency_keys.created_at <= now() - $5::interval
-                OR (idempotency_keys.status_code IS NULL AND idempotency_keys.locked_until < now()
-                    AND idempotency_keys.request_hash = EXCLUDED.request_hash)
-            RETURNING 1
-        )
-        SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, k.request_hash, k.status_code, k.response
-          FROM (SELECT 1) AS one
-          LEFT JOIN idempotency_keys k ON k.scope = $1 AND k.key_id = $2
-        """,
-        claimed.scope, claimed.key_id, claimed.request_hash, LEASE_SECONDS, KEY_TTL,
-    )
-    if row["claimed"]:
+    """Claim the key for this request, leased for LEASE_SECONDS; returns a stored answer to replay, or None when the
+    caller should run. One statement (`claim_idempotency_key`, migrations/0015)."""
+    held = await conn.fetchval("SELECT claim_idempotency_key($1, $2, $3, $4, $5)", claimed.scope, claimed.key_id,
+                               claimed.request_hash, KEY_TTL, timedelta(seconds=LEASE_SECONDS))
+    if held is None:
         return None  # newly claimed, expired, or an abandoned claim taken over
-    if row["request_hash"] is None:  # claimed by a request that started after this statement's snapshot
+    _held_request(claimed, held)
+    if held["status_code"] is None:
         raise Conflict("a request with this Idempotency-Key is still being processed",
                        code="idempotency_key_in_progress")
-    if not hmac.compare_digest(row["request_hash"], claimed.request_hash):
-        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
-                             code="idempotency_key_reused")
-    if row["status_code"] is None:
-        raise Conflict("a request with this Idempotency-Key is still being processed",
-                       code="idempotency_key_in_progress")
-    body = unseal(claimed, row["response"])
-    if body is None:
-        raise InvalidRequest("this Idempotency-Key was used with a different request (or other credentials)",
-                             code="idempotency_key_reused")
-    return StoredAnswer(row["status_code"], body)
+    return StoredAnswer(held["status_code"], _unsealed(claimed, held["response"]))
 
 
 async def complete(conn: asyncpg.Connection, claimed: IdempotencyClaim, status_code: int, body: str) -> None:

@@ -8,11 +8,12 @@ when a session left some of its charge to a direct charge (its payment address i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
 from billing.direct_charges import DirectCharge, allocate_direct_charge_addresses, direct_charge_of_session
+from billing.idempotency import ANONYMOUS, Caller, IdempotencyClaim, IdempotentCall, derive_claim
 from billing.permissions import Permission
 from billing.secrets import secret_hash
 from billing.sessions import OpenedSession, Session, SessionRead, WalletDiffers, end_session, open_session, read_session
@@ -31,6 +32,7 @@ class SessionState:
     asset: Asset
     now: datetime
     direct_charge: DirectCharge | None = None
+    replayed: bool = False  # the answer an Idempotency-Key recorded, given again (its direct charge as it is now)
 
 
 class SessionService:
@@ -38,31 +40,43 @@ class SessionService:
         self.db = db
         self.sources = sources
 
-    async def open(self, token: str, user_wallet_address: str, vendor_id: UUID) -> OpenedSession:
+    async def open(self, token: str, user_wallet_address: str, vendor_id: UUID,
+                   once: IdempotentCall | None = None) -> OpenedSession:
         """Open a session on the token's permission (401 for a token that opens none); the wallet must be the
-        permission's, as its funding source spells it."""
-        opened = await self._open(token, user_wallet_address, vendor_id)
+        permission's, as its funding source spells it. Under an Idempotency-Key, scoped to the token, the same call
+        claims the key (or answers as it first did: `replayed`)."""
+        token_hash = secret_hash(token)
+        claimed = None
+        if once is not None:
+            claimed = derive_claim(once.route, Caller(f"token:{token_hash.hex()}", token), once.key, once.request)
+        opened = await self._open(token_hash, user_wallet_address, vendor_id, claimed)
         if isinstance(opened, WalletDiffers):
             wallet = self.sources.source(opened.funding_source).validate_address(user_wallet_address)
             if wallet == opened.wallet:  # the same wallet spelt otherwise: open with the stored spelling
-                opened = await self._open(token, wallet, vendor_id)
+                opened = await self._open(token_hash, wallet, vendor_id, claimed)
         if isinstance(opened, WalletDiffers):
             raise Forbidden("the permission token belongs to another wallet", code="wallet_mismatch")
         return opened
 
-    async def _open(self, token: str, wallet: str, vendor_id: UUID) -> OpenedSession | WalletDiffers:
+    async def _open(self, token_hash: bytes, wallet: str, vendor_id: UUID,
+                    claimed: IdempotencyClaim | None) -> OpenedSession | WalletDiffers:
         async with self.db.one_statement() as work:
-            opened = await open_session(work.conn, secret_hash(token), wallet, vendor_id)
-            if isinstance(opened, OpenedSession):
+            opened = await open_session(work.conn, token_hash, wallet, vendor_id, claimed)
+            if isinstance(opened, OpenedSession) and not opened.replayed:
                 work.changed(permissions=[opened.session.permission_id], sessions=[opened.session.id])
         return opened
 
-    async def end(self, session_code: str) -> SessionState:
-        """End a session with its final charge; ending it again answers the same and charges nothing."""
+    async def end(self, session_code: str, once: IdempotentCall | None = None) -> SessionState:
+        """End a session with its final charge; ending it again answers the same and charges nothing. Under an
+        Idempotency-Key (anonymous: the long key is the secret) the same call claims it (or answers as it first
+        did: `replayed`)."""
+        claimed = None if once is None else derive_claim(once.route, Caller(ANONYMOUS), once.key, once.request)
         async with self.db.one_statement() as work:
-            session, permission, now = await end_session(work.conn, session_code)
-            work.changed(permissions=[permission.id], sessions=[session.id])
-        return await self._with_direct_charge(session, permission, session.ended_at or now)
+            ended = await end_session(work.conn, session_code, claimed)
+            if not ended.replayed:
+                work.changed(permissions=[ended.permission.id], sessions=[ended.session.id])
+        state = await self._with_direct_charge(ended.session, ended.permission, ended.session.ended_at or ended.now)
+        return replace(state, replayed=ended.replayed)
 
     async def show(self, session_code: str, token: str, *, with_direct_charge: bool = True) -> SessionState:
         """The session as its permission's token holder sees it: 401 for a token that opens no permission, 404 for

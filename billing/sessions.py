@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 from pydantic import TypeAdapter
 
+from billing.idempotency import KEY_TTL, IdempotencyClaim, recorded_outcome, seal
 from billing.permissions import Permission
 from billing.secrets import new_session_code, secret_hash
 from kernel.errors import NotFound, PayGoError, PaymentRequired, Unauthorized
@@ -52,6 +54,7 @@ class Session:
 class OpenedSession:
     session: Session
     session_code: str  # shown once; only its hash is stored
+    replayed: bool = False  # the answer an Idempotency-Key recorded, given again
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,33 +79,74 @@ _REFUSALS: dict[str, tuple[type[PayGoError], str]] = {
 }
 
 
-async def open_session(conn: asyncpg.Connection, token_hash: bytes, wallet: str,
-                       vendor_id: UUID) -> OpenedSession | WalletDiffers:
+async def open_session(conn: asyncpg.Connection, token_hash: bytes, wallet: str, vendor_id: UUID,
+                       once: IdempotencyClaim | None = None) -> OpenedSession | WalletDiffers:
     """Open a session on the permission whose token hashes to `token_hash`, if it is `wallet`'s and can pay for it
     (402 with a stable code when it cannot): one call of the SQL function `open_session`, which locks the permission,
-    checks it, and writes the session with its `session.started` vendor event."""
+    checks it, and writes the session with its `session.started` vendor event. Under an Idempotency-Key (`once`) the
+    same call claims the key and records the outcome, or answers the first call's outcome again."""
     code = new_session_code()
-    answer = await conn.fetchval("SELECT open_session($1, $2, $3, $4, $5)", token_hash, wallet, vendor_id, uuid4(),
-                                 secret_hash(code))
+    if once is None:
+        answer = await conn.fetchval("SELECT open_session($1, $2, $3, $4, $5)", token_hash, wallet, vendor_id,
+                                     uuid4(), secret_hash(code))
+        return _opened(answer, code, replayed=False)
+    answer = await conn.fetchval("SELECT open_session_once($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", token_hash,
+                                 wallet, vendor_id, uuid4(), secret_hash(code), once.scope, once.key_id,
+                                 once.request_hash, KEY_TTL, seal(once, code))
+    if answer["outcome"] != "replay":
+        return _opened(answer, code, replayed=False)
+    recorded = recorded_outcome(once, answer["record"])
+    return _opened(recorded.outcome, recorded.secret or "", replayed=True)
+
+
+def _opened(answer: dict[str, Any], code: str, *, replayed: bool) -> OpenedSession | WalletDiffers:
+    """What `open_session` answered, as the session opened with `code`, or why not (raised)."""
     outcome = answer["outcome"]
     if outcome == "opened":
-        return OpenedSession(_SESSION.validate_python(answer["session"]), code)
+        return OpenedSession(_SESSION.validate_python(answer["session"]), code, replayed)
     if outcome == "wallet_differs":
         return WalletDiffers(answer["funding_source"], answer["wallet"])
     if outcome == "permission_not_active":
-        raise PaymentRequired(f"the spending permission is {answer['status']}", code="permission_not_active")
-    error, message = _REFUSALS[outcome]
-    raise error(message, code=outcome)
+        refusal: PayGoError = PaymentRequired(f"the spending permission is {answer['status']}",
+                                              code="permission_not_active")
+    else:
+        error, message = _REFUSALS[outcome]
+        refusal = error(message, code=outcome)
+    refusal.replayed = replayed
+    raise refusal
 
 
-async def end_session(conn: asyncpg.Connection, session_code: str) -> tuple[Session, Permission, datetime]:
-    """End a session with its final charge (one call of the SQL function `end_session`): the session, its
-    permission and the instant. Ending an ended session changes nothing and returns it as it is."""
-    answer = await conn.fetchval("SELECT end_session($1)", secret_hash(session_code))
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    """A session ended (or found ended), its permission and the instant; `replayed` when this is the answer an
+    Idempotency-Key recorded."""
+
+    session: Session
+    permission: Permission
+    now: datetime
+    replayed: bool = False
+
+
+async def end_session(conn: asyncpg.Connection, session_code: str,
+                      once: IdempotencyClaim | None = None) -> EndedSession:
+    """End a session with its final charge (one call of the SQL function `end_session`, which under an
+    Idempotency-Key also claims it and records the outcome). Ending an ended session changes nothing and returns
+    it as it is."""
+    if once is None:
+        answer = await conn.fetchval("SELECT end_session($1)", secret_hash(session_code))
+        replayed = False
+    else:
+        answer = await conn.fetchval("SELECT end_session_once($1, $2, $3, $4, $5)", secret_hash(session_code),
+                                     once.scope, once.key_id, once.request_hash, KEY_TTL)
+        replayed = answer["outcome"] == "replay"
+        if replayed:
+            answer = recorded_outcome(once, answer["record"]).outcome
     if answer["outcome"] == "session_not_found":
-        raise NotFound("no session with this session_code", code="session_not_found")
-    return (_SESSION.validate_python(answer["session"]), _PERMISSION.validate_python(answer["permission"]),
-            datetime.fromisoformat(answer["now"]))
+        refusal = NotFound("no session with this session_code", code="session_not_found")
+        refusal.replayed = replayed
+        raise refusal
+    return EndedSession(_SESSION.validate_python(answer["session"]), _PERMISSION.validate_python(answer["permission"]),
+                        datetime.fromisoformat(answer["now"]), replayed)
 
 
 # A session by its code with its permission and the database's `now`, and (when a token hash is given) the

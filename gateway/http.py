@@ -18,8 +18,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from billing.db import DATABASE_DOWN_ERRORS, DATABASE_RETRY_AFTER_SECONDS
+from billing.idempotency import IdempotentCall
 from gateway.auth import authenticated_caller
 from gateway.keys import SERVICES, SETTINGS
+from gateway.openapi import operation_of
 from kernel.errors import InvalidRequest, PayGoError
 from kernel.money import JsonNumber
 
@@ -30,6 +32,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 MAX_INTEGER_DIGITS = 80
 CLIENT_CLOSED_REQUEST = 499  # the client went away before the answer (nginx's convention)
@@ -137,9 +140,11 @@ def client_gone(request: web.Request) -> bool:
 _JSON_ENCODER = json.JSONEncoder(default=str)  # one for every answer (json.dumps with options makes one per call)
 
 
-def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
+def json_response(body: BaseModel | dict[str, Any], status: int = 200, *, replayed: bool = False) -> web.Response:
+    """A JSON answer; `replayed` marks it as the answer an Idempotency-Key recorded, given again."""
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return web.json_response(payload, status=status, dumps=_JSON_ENCODER.encode)
+    return web.json_response(payload, status=status, dumps=_JSON_ENCODER.encode,
+                             headers={REPLAYED_HEADER: "true"} if replayed else None)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -166,7 +171,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except PayGoError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+        headers = {**exc.headers, REPLAYED_HEADER: "true"} if exc.replayed else exc.headers
+        return error_response(exc.status, exc.code, exc.message, headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -212,6 +218,9 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     services = request.app.get(SERVICES)
     if request.method != "POST" or key is None or services is None or request.match_info.http_exception is not None:
         return await handler(request)  # not an idempotent request, or no route (404, 405) to apply it to
+    operation = operation_of(request.match_info.route.handler)
+    if operation is not None and operation.idempotent_in_call:
+        return await handler(request)  # its service claims the key in the call doing the work
     caller = await authenticated_caller(request)
     if caller is None:
         return await handler(request)
@@ -219,7 +228,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     claimed, stored = await keys.claim(f"{request.method} {request.path}", caller, key, await request.read())
     if stored is not None:
         return web.Response(status=stored.status_code, text=stored.body, content_type="application/json",
-                            headers={"Idempotent-Replayed": "true"})
+                            headers={REPLAYED_HEADER: "true"})
     try:
         response = await handler(request)
     except BaseException:
@@ -230,3 +239,11 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     else:
         await keys.complete(claimed, response.status, response.text or "")
     return response
+
+
+async def idempotent_call(request: web.Request) -> IdempotentCall | None:
+    """The request's Idempotency-Key, for a route whose service applies it in its one database call
+    (`Operation.idempotent_in_call`); None without one."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    return None if key is None else IdempotentCall(f"{request.method} {request.path}", key, await request.read())
+

@@ -127,6 +127,9 @@ class Operation:
     # Counted by the rate limits when anonymous or creating (gateway/rate_limits.py); False for what load balancers
     # and Stripe call.
     rate_limited: bool = True
+    # The service applies the Idempotency-Key in the route's one database call (gateway/http.py `idempotent_call`),
+    # so the gateway's middleware leaves it alone: no round trip is added.
+    idempotent_in_call: bool = False
 
     @property
     def creates(self) -> bool:

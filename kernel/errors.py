@@ -23,6 +23,7 @@ class PayGoError(Exception):
             self.code = code
         self.details = details or {}
         self.headers: dict[str, str] = {}
+        self.replayed = False  # this refusal is the answer an Idempotency-Key recorded, given again
 
 
 class InvalidRequest(PayGoError):

@@ -114,6 +114,25 @@ async def test_fifty_concurrent_ends_never_overdraw(gw: Gateway, vendor: dict) -
     assert await recompute_balances(gw.db) == []
 
 
+async def test_twenty_simultaneous_retries_under_one_key_open_one_session(gw: Gateway, vendor: dict) -> None:
+    """The key is claimed in the transaction that opens: a duplicate waits on its row, then replays the answer."""
+    permission = await gw.funded_permission("1", "1")
+    key = {"Idempotency-Key": "open-" + new_wallet()[-20:]}
+    answers = await asyncio.gather(*(gw.call("POST", "/api/v1/sessions", token=permission["permission_token"],
+                                             json={"user_wallet_address": permission["user_wallet_address"],
+                                                   "vendor_id": vendor["vendor_id"]}, headers=key)
+                                     for _ in range(20)))
+    assert {status for status, _ in answers} == {201}
+    assert len({body["session_code"] for _, body in answers}) == 1
+    assert await gw.db.fetchval("SELECT count(*) FROM sessions") == 1
+    [(_, opened)] = answers[:1]
+    ending = {"Idempotency-Key": "end-" + new_wallet()[-40:]}
+    ends = await asyncio.gather(*(gw.call("POST", "/api/v1/sessions/end", json={"session_code": opened["session_code"]},
+                                          headers=ending) for _ in range(20)))
+    assert {status for status, _ in ends} == {200} and len({str(body) for _, body in ends}) == 1
+    assert await recompute_balances(gw.db) == []
+
+
 async def test_fifty_concurrent_opens_and_ends_mixed(gw: Gateway, vendor: dict) -> None:
     permission = await gw.funded_permission("2", "1")
     first = await asyncio.gather(*(gw.open_session(permission, vendor["vendor_id"]) for _ in range(25)))
