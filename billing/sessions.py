@@ -153,7 +153,7 @@ async def end_session(conn: asyncpg.Connection, session_code: str,
 # permission that token opens: one statement, so that a token holder's read is one round trip.
 _SESSION_WITH_HOLDER = """
 SELECT (SELECT id FROM permissions WHERE token_hash = $2) AS holder, now() AS now,
-       to_jsonb(s) AS session, to_jsonb(p) AS permission
+       to_json(s) AS session, to_json(p) AS permission
   FROM (SELECT 1) AS one
   LEFT JOIN live_sessions s ON s.code_hash = $1
   LEFT JOIN permissions p ON p.id = s.permission_id

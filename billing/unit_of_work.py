@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 from uuid import UUID
@@ -106,11 +106,10 @@ class Database:
             yield work
         await self.after_commit.announce(work.changes)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A read (or a write whose own statements manage their transactions: then announce with `announce`)."""
-        async with self.pool.acquire() as conn:
-            yield conn
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A read (or a write whose own statements manage their transactions: then announce with `announce`). The
+        pool's own acquire context, not a generator around it: that layer was 3 % of a permission read."""
+        return self.pool.acquire()
 
     async def announce(self, changes: Changes) -> None:
         await self.after_commit.announce(changes)

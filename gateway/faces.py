@@ -57,5 +57,6 @@ def qr_path(permission_id: UUID | str, amount: str | None = None) -> str:
 
 
 def checkout_url(request: web.Request, permission_id: UUID | str) -> str:
-    """The checkout page as an absolute URL on the host the request reached (an app redirects its payer there)."""
-    return f"{request.url.origin()}{checkout_path(permission_id)}"
+    """The checkout page as an absolute URL on the host the request reached (an app redirects its payer there).
+    Built from the scheme and Host rather than `request.url`, whose parsing cost 3 % of a permission read."""
+    return f"{request.scheme}://{request.host}{checkout_path(permission_id)}"

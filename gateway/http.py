@@ -8,9 +8,10 @@ Retry-After when the database or a node is down, and 500 only for a bug (logged 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -142,20 +143,30 @@ _JSON_ENCODER = json.JSONEncoder(default=str)  # one for every answer (json.dump
 
 def json_response(body: BaseModel | dict[str, Any], status: int = 200, *, replayed: bool = False) -> web.Response:
     """A JSON answer; `replayed` marks it as the answer an Idempotency-Key recorded, given again."""
-    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return web.json_response(payload, status=status, dumps=_JSON_ENCODER.encode,
-                             headers={REPLAYED_HEADER: "true"} if replayed else None)
+    text = body.model_dump_json() if isinstance(body, BaseModel) else _JSON_ENCODER.encode(body)
+    return web.Response(text=text, status=status, content_type="application/json",
+                        headers={REPLAYED_HEADER: "true"} if replayed else None)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
+_REQUEST_ID_PREFIX = secrets.token_hex(10)  # this process's: ids are unique across processes and restarts
+_REQUEST_COUNT = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """32 hex characters, like a UUID's, unique rather than unpredictable: a random prefix per process and a
+    counter (a uuid4 per request read the kernel's random source each time, 1.5 % of a request's CPU)."""
+    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNT) % 16**12:012x}"
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Accept the caller's X-Request-ID (if sane) or make one; echo it on every answer."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+    request_id = given if 0 < len(given) <= 128 and given.isprintable() else new_request_id()
     request[REQUEST_ID_KEY] = request_id
     try:
         response = await handler(request)

@@ -18,6 +18,7 @@ process only (per-process limits rather than none, and no request waits on a hun
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -152,18 +153,28 @@ def _credential(request: web.Request) -> str | None:
     return hashlib.sha256(presented.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+@functools.cache
+def _limits(text: str) -> tuple[RateLimitItem, ...]:
+    """A setting's limits (`10/minute;100/hour`), parsed once."""
+    return tuple(parse_many(text))
+
+
 def rules_for(request: web.Request) -> list[Rule]:
     """The limits that apply to this request (none for an exempt or unmatched route)."""
     operation = operation_of(request.match_info.route.handler)
     if operation is None or not operation.rate_limited:
         return []
+    anonymous = not accepted_credentials(request)
+    creating = request.method == "POST" and operation.creates
+    if not anonymous and not creating:
+        return []
     perimeter = request.app[SETTINGS].perimeter
     address = client_address(request, perimeter.trusted_proxies)
     rules: list[Rule] = []
-    if not accepted_credentials(request):
-        rules.append(Rule(parse_many(perimeter.rate_limit_anonymous), ("anonymous", address)))
-    if request.method == "POST" and operation.creates:
-        create = parse_many(perimeter.rate_limit_create)
+    if anonymous:
+        rules.append(Rule(_limits(perimeter.rate_limit_anonymous), ("anonymous", address)))
+    if creating:
+        create = _limits(perimeter.rate_limit_create)
         rules.append(Rule(create, ("create", "address", address)))
         credential = _credential(request)
         if credential is not None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -41,6 +42,7 @@ class Metrics:
         self.request_duration = Histogram(
             "paygo_http_request_duration_seconds", "HTTP request latency by route template, method and status",
             ["method", "route", "status"], buckets=REQUEST_BUCKETS, registry=r)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.scheduler_ticks = Counter(
             "paygo_scheduler_ticks", "Scheduler job runs by job and outcome (ok, error)", ["job", "outcome"],
             registry=r)
@@ -52,7 +54,11 @@ class Metrics:
             r.register(self.scrape)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.request_duration.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() validates and locks each time: each series' child is kept
+            child = self._request_children[key] = self.request_duration.labels(method, route, str(status))
+        child.observe(seconds)
 
     def observe_tick(self, job: str, seconds: float, ok: bool) -> None:
         self.scheduler_ticks.labels(job, "ok" if ok else "error").inc()
