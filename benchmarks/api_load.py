@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
+import resource
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -72,6 +76,7 @@ WALLET = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
 VENDOR_ID = uuid.UUID("00000000-0000-0000-0000-0000000000b1")
 START_TIMEOUT_SECONDS = 120
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WRK = shutil.which("wrk")
 
 SEED_VENDOR = "INSERT INTO vendors (id, name) VALUES ($1, 'load-benchmark')"
 SEED_PERMISSIONS = """
@@ -136,6 +141,7 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     client_processes: int = 1
+    quantiles_ms: dict[float, float] = field(default_factory=dict)  # wrk's, which keeps no latency list
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -153,6 +159,8 @@ class Tally:
         return self.operations / self.seconds if self.seconds else 0.0
 
     def percentile_ms(self, fraction: float) -> float:
+        if fraction in self.quantiles_ms:
+            return self.quantiles_ms[fraction]
         if len(self.latencies) < 2:
             return float("nan")
         return statistics.quantiles(self.latencies, n=1000)[round(fraction * 1000) - 1] * 1000
@@ -258,6 +266,84 @@ def run_http_load(operation: str, base: str, task_credentials: list[list[str]], 
     for worker in workers:
         worker.join()
     return tally
+
+
+# wrk (C, one thread): the same operations as the aiohttp client above for a small share of the machine's CPU. Each
+# connection takes the next credential in turn; an open's session code is queued and the thread's next request ends
+# it. Latencies are per request, as above; `done` prints the counts as one JSON line.
+WRK_SCRIPT = """
+credentials = {credentials}
+operation = "{operation}"
+turn, ops, errors, codes, threads = 0, 0, 0, {{}}, {{}}
+function setup(thread) table.insert(threads, thread) end
+function request()
+  if operation == "open+end" then
+    local code = table.remove(codes)
+    if code then
+      return wrk.format("POST", "/api/v1/sessions/end", {{["Content-Type"] = "application/json"}},
+                        '{{"session_code": "' .. code .. '"}}')
+    end
+  end
+  turn = turn % #credentials + 1
+  local credential = credentials[turn]
+  if operation == "GET permission" then
+    return wrk.format("GET", "/api/v1/zcash/permissions/" .. credential[1],
+                      {{["Authorization"] = "Bearer " .. credential[2]}})
+  end
+  return wrk.format("POST", "/api/v1/sessions", {{["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer " .. credential[1]}}, '{open_body}')
+end
+function response(status, headers, body)
+  if status == 201 then
+    table.insert(codes, string.match(body, '"session_code"%s*:%s*"([^"]+)"'))
+  elseif status == 200 then
+    ops = ops + 1
+  else
+    errors = errors + 1
+  end
+end
+function done(summary, latency, requests)
+  local done_ops, done_errors = 0, 0
+  for _, thread in ipairs(threads) do
+    done_ops = done_ops + thread:get("ops")
+    done_errors = done_errors + thread:get("errors")
+  end
+  local socket = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format('WRK {{"ops": %d, "errors": %d, "socket_errors": %d, "seconds": %.6f, "p50_us": %d, ' ..
+                         '"p99_us": %d}}\\n', done_ops, done_errors, socket, summary.duration / 1e6,
+                         latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def run_wrk_load(operation: str, base: str, task_credentials: list[list[str]], seconds: float) -> Tally:
+    """The HTTP load from wrk, one connection per task, its CPU read from the children's usage."""
+    credentials = [credential.split() for share in task_credentials for credential in share]
+    table = "{" + ", ".join("{" + ", ".join(f'"{part}"' for part in parts) + "}" for parts in credentials) + "}"
+    open_body = json.dumps({"user_wallet_address": WALLET, "vendor_id": str(VENDOR_ID)})
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT.format(credentials=table, operation=operation, open_body=open_body))
+        script.flush()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([WRK or "wrk", "-t1", f"-c{len(task_credentials)}", f"-d{seconds:g}s", "--timeout", "30s",
+                               "-s", script.name, base], capture_output=True, text=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("WRK ")]
+    counts = json.loads(line.removeprefix("WRK "))
+    tally = Tally(seconds=counts["seconds"], operations=counts["ops"],
+                  client_cpu_seconds=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+                  quantiles_ms={0.5: counts["p50_us"] / 1000, 0.99: counts["p99_us"] / 1000})
+    for kind in ("errors", "socket_errors"):
+        if counts[kind]:
+            tally.errors[kind] = counts[kind]
+    return tally
+
+
+def http_load(args: argparse.Namespace, operation: str, base: str, task_credentials: list[list[str]]) -> Tally:
+    """The HTTP load from the chosen generator."""
+    if args.load_generator == "wrk":
+        return run_wrk_load(operation, base, task_credentials, args.seconds)
+    return run_http_load(operation, base, task_credentials, args.seconds, args.client_processes)
 
 
 # ------------------------------------------------------------------------------------------------------- SQL floor
@@ -548,8 +634,7 @@ async def measure(args: argparse.Namespace, variant: Variant, database: str, mon
 
     async def gateway_run(operation: str, concurrency: int, credentials: list[str]) -> Tally:
         await split.start()
-        gateway = run_http_load(operation, variant.base, shares(credentials, concurrency),  # type: ignore[arg-type]
-                                args.seconds, args.client_processes)
+        gateway = http_load(args, operation, variant.base, shares(credentials, concurrency))  # type: ignore[arg-type]
         cpu = await split.stop(gateway)
         label = f"{operation} c={concurrency}"
         print(f"{variant.name:<10} {label:<22} gateway    {gateway.summary()}", flush=True)
@@ -594,7 +679,8 @@ def report(results: dict[str, dict[str, Tally]], bare: dict[int, Tally], concurr
 async def main(args: argparse.Namespace) -> None:
     print(f"PayGo API load: {os.cpu_count()} cores; gateway with {args.workers} worker process(es), pool "
           f"{POOL_SIZE} each; {args.permissions} permissions; {args.seconds:g} s per run; "
-          f"{args.client_processes} client process(es)", flush=True)
+          f"load generator {args.load_generator}"
+          + (f" in {args.client_processes} process(es)" if args.load_generator == "aiohttp" else ""), flush=True)
     if args.url:
         if not args.database_url:
             raise SystemExit("--url needs --database-url: the permissions are seeded directly in that database")
@@ -662,8 +748,7 @@ async def measure_bare(args: argparse.Namespace) -> dict[int, Tally]:
     found = {}
     try:
         for concurrency in args.concurrency:
-            found[concurrency] = run_http_load("open+end", bare_base, [["-"]] * concurrency, args.seconds,
-                                               args.client_processes)
+            found[concurrency] = http_load(args, "open+end", bare_base, [["-"]] * concurrency)
             print(f"bare aiohttp open+end c={concurrency:<3}          {found[concurrency].summary()}", flush=True)
     finally:
         await _stop(bare_process)
@@ -682,7 +767,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="a running gateway (default: start one on embedded defaults)")
     parser.add_argument("--database-url", help="with --url: that gateway's database, where permissions are seeded")
     parser.add_argument("--permissions", type=int, default=1000, help="funded permissions to spread sessions over")
-    parser.add_argument("--client-processes", type=int, default=1, help="load generator processes (default 1)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="aiohttp load generator processes (default 1)")
+    parser.add_argument("--load-generator", choices=("wrk", "aiohttp"), default="wrk" if WRK else "aiohttp",
+                        help="the HTTP client: wrk (C; Debian's package, the default when installed) or aiohttp "
+                             "(Python, in --client-processes processes)")
     return parser
 
 
