@@ -20,10 +20,12 @@ defaults on a free port, and measures, each for `--seconds` (with `--url`, that 
 - all of it again with the gateway and the floor going through PgBouncer (transaction pooling, started here;
   skipped when pgbouncer is not installed or with `--no-pgbouncer`);
 - a bare aiohttp app in a subprocess answering the same two routes with a constant, hit by the same client.
-Each run also shows where the CPU went: PostgreSQL (the backends serving the benchmark's database),
-PgBouncer, the gateway's processes, the load generator (which runs in its own processes: above ~90% of a core each
-it is the bottleneck, add `--client-processes`), and the rest of the machine. It ends with the ratios and the
-issue's targets. Loopback only, bounded by the clock. Not a timed test.
+The HTTP client is wrk (Debian's package `wrk`, in C: about 0.05 of a core for this load) when it is installed,
+else aiohttp in `--client-processes` processes of its own (0.2-0.3 of a core, taken from the gateway and
+PostgreSQL on a small machine); `--load-generator` chooses. Each run also shows where the CPU went: PostgreSQL (the
+backends serving the benchmark's database), PgBouncer, the gateway's processes, the load generator, and the rest
+of the machine. It ends with the ratios and the issue's targets. Loopback only, bounded by the clock. Not a timed
+test.
 """
 
 from __future__ import annotations
