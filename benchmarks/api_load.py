@@ -46,9 +46,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
@@ -77,6 +78,7 @@ HISTORY_PER_PERMISSION = 100  # ended sessions seeded per permission
 WALLET = encode_transparent(ZcashNetwork.REGTEST, "p2pkh", bytes(range(20)))
 VENDOR_ID = uuid.UUID("00000000-0000-0000-0000-0000000000b1")
 START_TIMEOUT_SECONDS = 120
+T = TypeVar("T")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRK = shutil.which("wrk")
 
@@ -341,11 +343,12 @@ def run_wrk_load(operation: str, base: str, task_credentials: list[list[str]], s
     return tally
 
 
-def http_load(args: argparse.Namespace, operation: str, base: str, task_credentials: list[list[str]]) -> Tally:
-    """The HTTP load from the chosen generator."""
+def http_load(args: argparse.Namespace, operation: str, base: str, task_credentials: list[list[str]],
+              seconds: float | None = None) -> Tally:
+    """The HTTP load from the chosen generator, for `seconds` (default `--seconds`)."""
     if args.load_generator == "wrk":
-        return run_wrk_load(operation, base, task_credentials, args.seconds)
-    return run_http_load(operation, base, task_credentials, args.seconds, args.client_processes)
+        return run_wrk_load(operation, base, task_credentials, seconds or args.seconds)
+    return run_http_load(operation, base, task_credentials, seconds or args.seconds, args.client_processes)
 
 
 # ------------------------------------------------------------------------------------------------------- SQL floor
@@ -593,9 +596,9 @@ async def seed(dsn: str, count: int) -> tuple[list[uuid.UUID], list[str]]:
     return ids, tokens
 
 
-def shares(items: list[object], tasks: int) -> list[list[object]]:
+def shares(items: Sequence[T], tasks: int) -> list[list[T]]:
     """Task i gets items i, i + tasks, ...: disjoint when there are at least as many items as tasks."""
-    return [items[index::tasks] or [items[index % len(items)]] for index in range(tasks)]
+    return [list(items[index::tasks]) or [items[index % len(items)]] for index in range(tasks)]
 
 
 @dataclass
@@ -623,9 +626,11 @@ async def measure(args: argparse.Namespace, variant: Variant, database: str, mon
         pool = await create_pool(variant.floor_dsn, min_size=size, max_size=size,
                                  statement_cache_size=variant.statement_cache_size)
         try:
+            tasks = shares(floor_permissions, concurrency)
+            if args.warmup:
+                await run_sql_floor(operation, pool, tasks, args.warmup)
             await split.start()
-            floor = await run_sql_floor(operation, pool, shares(floor_permissions, concurrency),  # type: ignore[arg-type]
-                                        args.seconds)
+            floor = await run_sql_floor(operation, pool, tasks, args.seconds)
             cpu = await split.stop(floor)  # before the pool closes: its backends are counted
         finally:
             await pool.close()
@@ -635,8 +640,11 @@ async def measure(args: argparse.Namespace, variant: Variant, database: str, mon
         return floor
 
     async def gateway_run(operation: str, concurrency: int, credentials: list[str]) -> Tally:
+        tasks = shares(credentials, concurrency)
+        if args.warmup:
+            http_load(args, operation, variant.base, tasks, args.warmup)
         await split.start()
-        gateway = http_load(args, operation, variant.base, shares(credentials, concurrency))  # type: ignore[arg-type]
+        gateway = http_load(args, operation, variant.base, tasks)
         cpu = await split.stop(gateway)
         label = f"{operation} c={concurrency}"
         print(f"{variant.name:<10} {label:<22} gateway    {gateway.summary()}", flush=True)
@@ -690,8 +698,9 @@ async def main(args: argparse.Namespace) -> None:
         monitor = await asyncpg.connect(args.database_url)
         try:
             variant = Variant("running", args.url.rstrip("/"), None, args.database_url, 100)
-            results = {"running": await measure(args, variant, await monitor.fetchval("SELECT current_database()"),
-                                                monitor, ids, tokens)}
+            database = await monitor.fetchval("SELECT current_database()")
+            results: dict[str, dict[str, Tally]] = {"running": await measure(args, variant, database, monitor, ids,
+                                                                             tokens)}
         finally:
             await monitor.close()
         report(results, await measure_bare(args), args.concurrency)
@@ -709,7 +718,7 @@ async def main(args: argparse.Namespace) -> None:
         ids, tokens = await seed(dsn, args.permissions)
         monitor = await asyncpg.connect(dsn)
         try:
-            results: dict[str, dict[str, Tally]] = {}
+            results = {}
             base, gateway = await start_gateway(args.workers, DATABASE_URL=dsn,
                                                 DATABASE_POOL_SIZE=str(POOL_SIZE))
             try:
@@ -764,6 +773,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 8],
                         help="requests in flight, one run each (default 64 8)")
     parser.add_argument("--seconds", type=float, default=20, help="length of each measured run (default 20)")
+    parser.add_argument("--warmup", type=float, default=5,
+                        help="seconds of the same load before each measured run, not counted (default 5): every "
+                             "pooled connection's first calls compile the PL/pgSQL functions and plan their "
+                             "statements, which a serving gateway has long done")
     parser.add_argument("--no-pgbouncer", dest="pgbouncer", action="store_false",
                         help="skip the runs through PgBouncer")
     parser.add_argument("--url", help="a running gateway (default: start one on embedded defaults)")
