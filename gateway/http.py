@@ -43,8 +43,9 @@ UNSTORABLE_TEXT_MESSAGE = "text must not contain NUL characters or unpaired surr
 
 
 def _is_unstorable(text: str) -> bool:
-    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate (JSON's "\\ud800")."""
-    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate (JSON's "\\ud800"). ASCII text
+    (nearly every path, query and field) has no surrogate: checked in C, not character by character in Python."""
+    return "\x00" in text or (not text.isascii() and any("\ud800" <= char <= "\udfff" for char in text))
 
 
 def _has_unstorable_text(value: Any) -> bool:
