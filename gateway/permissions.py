@@ -49,8 +49,9 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
         body = await read_body(request, create_body)
         created = await request.app[SERVICES].permissions.create(body.permission_request(funding_source,
                                                                                         default_asset))
-        answer: dict[str, Any] = {**_answer(request, created.state), "permission_token": created.permission_token,
-                                  "notify_secret": created.notify_secret}
+        view = _answer(request, created.state)
+        answer: dict[str, Any] = {**(view.model_dump(mode="json") if isinstance(view, BaseModel) else view),
+                                  "permission_token": created.permission_token, "notify_secret": created.notify_secret}
         return json_response(answer, status=201)
 
     async def accessible_state(request: web.Request) -> PermissionState:
@@ -119,7 +120,7 @@ def routes(funding_source: str, *, create_body: type[CreatePermissionRequest] = 
     ]
 
 
-def _answer(request: web.Request, state: PermissionState) -> dict[str, Any]:
+def _answer(request: web.Request, state: PermissionState) -> PermissionView | dict[str, Any]:
     return permission_answer(state, checkout_url(request, state.permission.id))
 
 

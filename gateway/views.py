@@ -34,25 +34,26 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def permission_answer(state: PermissionState, checkout_url: str) -> dict[str, Any]:
+def permission_answer(state: PermissionState, checkout_url: str) -> PermissionView | dict[str, Any]:
     """The permission view with where a payer pays (`checkout_url`, the gateway's checkout page; `payment_uri`, for
-    what to send now), and a card permission's own fields (its `checkout_url` is Stripe's page)."""
+    what to send now): the model itself (pydantic serializes it), or for a card permission the view with the card's
+    own fields over it (its `checkout_url` is Stripe's page)."""
     asset = state.asset
-    answer = permission_view(state, asset).model_dump(mode="json")
-    answer.update(checkout_url=checkout_url,
-                  payment_uri=state.payment_request.uri if state.payment_request is not None else None)
-    if state.card is not None:
-        card = state.card
-        answer.update(CardPermissionFields(
-            checkout_url=state.permission.checkout_url, unfunded_reason=card.unfunded_reason,
-            refunded_amount=format_amount(card.refunded_amount, asset),
-            debt_amount=format_amount(card.debt_amount, asset), disputed_at=iso(card.disputed_at),
-            refund_status=card.refund_status,
-        ).model_dump(mode="json"))
-    return answer
+    view = permission_view(state, asset, checkout_url=checkout_url,
+                           payment_uri=state.payment_request.uri if state.payment_request is not None else None)
+    if state.card is None:
+        return view
+    card = state.card
+    return {**view.model_dump(mode="json"), **CardPermissionFields(
+        checkout_url=state.permission.checkout_url, unfunded_reason=card.unfunded_reason,
+        refunded_amount=format_amount(card.refunded_amount, asset),
+        debt_amount=format_amount(card.debt_amount, asset), disputed_at=iso(card.disputed_at),
+        refund_status=card.refund_status,
+    ).model_dump(mode="json")}
 
 
-def permission_view(state: PermissionState, asset: Asset) -> PermissionView:
+def permission_view(state: PermissionState, asset: Asset, *, checkout_url: str | None = None,
+                    payment_uri: str | None = None) -> PermissionView:
     p = state.permission
     received = sum(pay.amount for pay in state.payments if pay.status != PaymentStatus.ORPHANED)
     confirmed = sum(pay.amount for pay in state.payments if pay.status == PaymentStatus.CREDITED)
@@ -92,6 +93,8 @@ def permission_view(state: PermissionState, asset: Asset) -> PermissionView:
                                 delivered_at=iso(r.delivered_at)) for r in state.reminders],
         refund=payout_view(state.payout) if state.payout is not None else None,
         pricing=pricing_view(state.pricing, p.approved_amount, asset, state.now) if state.pricing else None,
+        checkout_url=checkout_url,
+        payment_uri=payment_uri,
     )
 
 
